@@ -1,0 +1,19 @@
+// Each subcommand lives in its own file: it declares its flags on a CLI11 subcommand and returns the function
+// that runs it. main.cpp only wires them together, sets threads and turns errors into exit codes.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace cocola::cli {
+
+using Runner = std::function<int()>;  // returns the process exit code
+
+Runner add_features_command(CLI::App& app);
+Runner add_score_command(CLI::App& app);
+Runner add_embed_command(CLI::App& app);
+
+// Where the shipped default model lives (models/ in the source tree, or next to the installed binary).
+std::string default_model_path();
+
+}  // namespace cocola::cli

@@ -1,0 +1,43 @@
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "cocola/error.hpp"
+#include "cocola/runtime.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"cocola: musical coherence of stems (COCOLA, Ciranni et al. 2024) in C++"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "cocola 0.1.0");
+    int threads = 0;
+    app.add_option("--threads", threads, "CPU threads for features and the model (default: all cores)")
+        ->check(CLI::NonNegativeNumber);
+
+    std::map<CLI::App*, cocola::cli::Runner> runners;
+    auto add = [&](const char* name, const char* help, auto adder) {
+        CLI::App* sub = app.add_subcommand(name, help);
+        runners[sub] = adder(*sub);
+    };
+    add("features", "Compute log-mel (mel) or harmonic/percussive (hpss) features of audio files as .npy",
+        cocola::cli::add_features_command);
+    // @@MODEL_COMMANDS@@
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        cocola::runtime::set_threads(threads);
+        for (auto& [sub, run] : runners)
+            if (sub->parsed()) return run();
+    } catch (const cocola::Error& e) {
+        std::cerr << "cocola: error: " << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "cocola: error: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,19 @@
+#include "cocola/runtime.hpp"
+
+#include <omp.h>
+
+#include <thread>
+
+#include "model/torch_includes.hpp"
+
+namespace cocola::runtime {
+
+void set_threads(int n) {
+    if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(n);
+    omp_set_num_threads(n);
+}
+
+int threads() { return at::get_num_threads(); }
+
+}  // namespace cocola::runtime

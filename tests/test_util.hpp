@@ -1,0 +1,26 @@
+#pragma once
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cocola/npy.hpp"
+
+namespace testutil {
+
+inline std::string data(const std::string& rel) { return std::string(COCOLA_TEST_DATA) + "/" + rel; }
+inline std::string golden(const std::string& rel) { return data("golden/" + rel); }
+
+// A fresh, empty temporary directory for one test.
+std::string temp_dir(const std::string& tag);
+
+struct RunResult {
+    int code;
+    std::string out;  // stdout and stderr together
+};
+// Runs the cocola CLI with the given argument string (shell-quoted by the caller).
+RunResult run_cli(const std::string& args);
+
+extern const std::vector<std::string> kClips5s;  // the 8 golden 5 s clips, in row order
+extern const std::vector<std::string> kClipsAll; // + the 3 s and 12 s clips
+
+}  // namespace testutil
