@@ -1,0 +1,66 @@
+// The module tree of COCOLA, named exactly like the official PyTorch model so that named_parameters() and
+// named_buffers() yield the official state_dict keys:
+//   encoder.encoder.model.0.<EfficientNet-B0>   encoder.projection   layer_norm   similarity.w
+#pragma once
+#include <array>
+#include <vector>
+
+#include "cocola/model.hpp"
+#include "model/torch_includes.hpp"
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+namespace cocola::model {
+
+// One MBConv block's hyper-parameters after EfficientNet-B0 scaling.
+struct BlockSpec {
+    int kernel, stride, expand, in, out;
+};
+const std::array<BlockSpec, 16>& b0_blocks();
+
+// TF "SAME" padding fixed at construction for a 224x224 image, as efficientnet_pytorch's
+// Conv2dStaticSamePadding does (not from the live input): {left, right, top, bottom}.
+std::array<int64_t, 4> static_same_padding(int image_size, int kernel, int stride);
+
+struct MBConvBlockImpl : torch::nn::Module {
+    MBConvBlockImpl(const BlockSpec& spec, int image_size, double drop_connect_rate);
+    at::Tensor forward(const at::Tensor& x);
+    BlockSpec spec;
+    std::array<int64_t, 4> dw_pad;
+    double drop_connect_rate;
+    bool has_expand, residual;
+    torch::nn::Conv2d expand_conv{nullptr}, depthwise_conv{nullptr}, se_reduce{nullptr}, se_expand{nullptr},
+        project_conv{nullptr};
+    torch::nn::BatchNorm2d bn0{nullptr}, bn1{nullptr}, bn2{nullptr};
+};
+TORCH_MODULE(MBConvBlock);
+
+struct EfficientNetB0Impl : torch::nn::Module {
+    explicit EfficientNetB0Impl(int in_channels);
+    // Returns the pooled features [B, 1280]; `hook` (may be empty) sees every stage.
+    at::Tensor forward(const at::Tensor& x, const ActivationHook& hook = {});
+    torch::nn::Conv2d conv_stem{nullptr}, conv_head{nullptr};
+    torch::nn::BatchNorm2d bn0{nullptr}, bn1{nullptr};
+    torch::nn::ModuleList blocks{nullptr};
+    std::array<int64_t, 4> stem_pad;
+};
+TORCH_MODULE(EfficientNetB0);
+
+struct CocolaNet : torch::nn::Module {
+    explicit CocolaNet(const Config& config);
+    Config config;
+    EfficientNetB0 effnet{nullptr};
+    torch::nn::Linear projection{nullptr};
+    torch::nn::LayerNorm layer_norm{nullptr};
+    at::Tensor similarity_w;  // [D, D] for bilinear; undefined for cosine
+    double dropout_p;
+
+    // Full chain with autograd (train or eval mode as set): features -> embeddings [B, D].
+    at::Tensor embed(const at::Tensor& features, const ActivationHook& hook = {});
+    at::Tensor similarity(const at::Tensor& a, const at::Tensor& b) const;  // [Na, Nb]
+};
+
+}  // namespace cocola::model
