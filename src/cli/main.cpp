@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
     };
     add("features", "Compute log-mel (mel) or harmonic/percussive (hpss) features of audio files as .npy",
         cocola::cli::add_features_command);
-    // @@MODEL_COMMANDS@@
+    add("score", "COCOLA score: how coherent an accompaniment is with its conditioning",
+        cocola::cli::add_score_command);
+    add("embed", "Embeddings [windows, 512] of audio files as .npy", cocola::cli::add_embed_command);
 
     try {
         app.parse(argc, argv);

@@ -21,6 +21,10 @@ class Progress {
         last_ = t;
         draw(t);
     }
+    // Sets the absolute count (for callbacks that report "done so far").
+    void update(size_t done) {
+        if (done > done_) tick(done - done_);
+    }
     void set_suffix(std::string s) { suffix_ = std::move(s); }
     // Prints a line above the bar.
     void message(const std::string& line) {

@@ -1,0 +1,62 @@
+#include <filesystem>
+#include <iostream>
+
+#include "cli/model_options.hpp"
+#include "cli/progress.hpp"
+#include "cocola/fsutil.hpp"
+#include "cocola/npy.hpp"
+
+namespace cocola::cli {
+
+std::string default_model_path() {
+    namespace fs = std::filesystem;
+    if (const char* env = std::getenv("COCOLA_MODEL"); env && *env) return env;
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    std::vector<fs::path> candidates;
+    if (!ec) {
+        candidates.push_back(exe.parent_path() / "../share/cocola/models/cocola_default.safetensors");
+        candidates.push_back(exe.parent_path() / "../models/cocola_default.safetensors");
+    }
+    candidates.push_back(fs::path(COCOLA_SOURCE_DIR) / "models/cocola_default.safetensors");
+    for (const auto& c : candidates)
+        if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
+    return {};
+}
+
+Runner add_embed_command(CLI::App& app) {
+    struct Opts {
+        ModelOptions model;
+        std::string out_dir = ".";
+        std::vector<std::string> files;
+    };
+    auto o = std::make_shared<Opts>();
+    o->model.add_to(app);
+    app.add_option("-o,--out", o->out_dir, "Output directory for <file stem>.npy")->capture_default_str();
+    app.add_option("FILE", o->files, "Audio files")->required();
+    app.footer("Writes DIR/<stem>.npy, float32 [windows, 512]: embeddings after LayerNorm and tanh, one row per\n"
+               "aligned 5 s window (one row with --whole).");
+    return [o]() {
+        auto m = o->model.load_model();
+        auto opts = o->model.score_options();
+        Progress bar("embed", o->files.size());
+        auto res = eval::embed_files(m, o->files, opts, [&](size_t done) { bar.update(done); });
+        int failures = 0;
+        for (const auto& e : res) {
+            for (const auto& w : e.warnings) std::cerr << "cocola: warning: " << e.path << ": " << w << "\n";
+            if (!e.error.empty()) {
+                std::cerr << "cocola: error: " << e.error << "\n";
+                ++failures;
+                continue;
+            }
+            const std::string out = (std::filesystem::path(o->out_dir) / (fsutil::stem(e.path) + ".npy")).string();
+            at::Tensor t = e.embeddings.contiguous();
+            npy::save(out, t.sizes().vec(), t.data_ptr<float>());
+            std::cout << out << "  [" << t.size(0) << ", " << t.size(1) << "]\n";
+        }
+        bar.finish();
+        return failures ? 1 : 0;
+    };
+}
+
+}  // namespace cocola::cli
