@@ -1,0 +1,185 @@
+// Audio input: formats, channel mixing, resampling, and every kind of bad input named in the issue.
+#include <gtest/gtest.h>
+#include <sndfile.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "cocola/audio.hpp"
+#include "cocola/error.hpp"
+#include "test_util.hpp"
+
+using namespace cocola;
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Writes interleaved float frames with libsndfile in the given format.
+void write_file(const std::string& path, const std::vector<float>& interleaved, int channels, int rate, int format) {
+    SF_INFO info{};
+    info.samplerate = rate;
+    info.channels = channels;
+    info.format = format;
+    SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+    ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
+    sf_writef_float(f, interleaved.data(), static_cast<sf_count_t>(interleaved.size() / channels));
+    sf_close(f);
+}
+
+std::vector<float> sine(double freq, int rate, size_t n, double amp = 0.5) {
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(amp * std::sin(2 * kPi * freq * i / rate));
+    return x;
+}
+
+std::string expect_error(const std::string& path) {
+    try {
+        audio::load_mono(path);
+    } catch (const Error& e) {
+        std::string msg = e.what();
+        EXPECT_EQ(msg.rfind(path, 0), 0u) << "message should start with the file name: " << msg;
+        return msg;
+    }
+    ADD_FAILURE() << "expected an error for " << path;
+    return {};
+}
+
+}  // namespace
+
+class AudioTest : public ::testing::Test {
+   protected:
+    void SetUp() override { dir = testutil::temp_dir("audio"); }
+    std::string dir;
+};
+
+TEST_F(AudioTest, GoldenFloatWavWithExtraChunksIsBitExact) {
+    // The golden WAVs carry fact and PEAK chunks before the data.
+    auto x = audio::load_mono(testutil::golden("inputs/00_triad.wav"));
+    ASSERT_EQ(x.size(), 80000u);
+    std::ifstream in(testutil::golden("inputs/00_triad.wav"), std::ios::binary);
+    in.seekg(80);
+    std::vector<float> raw(80000);
+    in.read(reinterpret_cast<char*>(raw.data()), 320000);
+    EXPECT_EQ(x, raw);
+}
+
+TEST_F(AudioTest, StereoIsAveragedToMono) {
+    const size_t n = 16000;
+    auto l = sine(440, 16000, n), r = sine(660, 16000, n, 0.25);
+    std::vector<float> inter(2 * n);
+    for (size_t i = 0; i < n; ++i) { inter[2 * i] = l[i]; inter[2 * i + 1] = r[i]; }
+    const std::string p = dir + "/stereo.wav";
+    write_file(p, inter, 2, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    auto x = audio::load_mono(p);
+    ASSERT_EQ(x.size(), n);
+    for (size_t i = 0; i < n; ++i) ASSERT_NEAR(x[i], 0.5f * (l[i] + r[i]), 1e-7);
+}
+
+TEST_F(AudioTest, Pcm24At44100IsResampledTo16k) {
+    const size_t n = 44100;  // 1 s
+    const std::string p = dir + "/pcm24_44k.wav";
+    write_file(p, sine(1000, 44100, n), 1, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_24);
+    EXPECT_EQ(audio::probe(p).sample_rate, 44100);
+    auto x = audio::load_mono(p);
+    ASSERT_NEAR(static_cast<double>(x.size()), 16000.0, 1.0);
+    // Away from the edges the resampled tone equals the tone sampled at 16 kHz.
+    auto ref = sine(1000, 16000, x.size());
+    double err = 0;
+    for (size_t i = 1000; i + 1000 < x.size(); ++i) err = std::max(err, static_cast<double>(std::abs(x[i] - ref[i])));
+    EXPECT_LT(err, 2e-3);
+}
+
+TEST_F(AudioTest, FlacAndPcm16AreRead) {
+    auto s = sine(220, 16000, 8000);
+    for (auto [name, fmt] : {std::pair<std::string, int>{"a.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16},
+                             {"a16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16},
+                             {"a32.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_32}}) {
+        const std::string p = dir + "/" + name;
+        write_file(p, s, 1, 16000, fmt);
+        auto x = audio::load_mono(p);
+        ASSERT_EQ(x.size(), s.size()) << name;
+        for (size_t i = 0; i < s.size(); ++i) ASSERT_NEAR(x[i], s[i], 1.0 / 32768 + 1e-6) << name;
+    }
+}
+
+TEST_F(AudioTest, OggVorbisIsRead) {
+    const std::string p = dir + "/a.ogg";
+    write_file(p, sine(440, 16000, 16000), 1, 16000, SF_FORMAT_OGG | SF_FORMAT_VORBIS);
+    auto x = audio::load_mono(p);
+    EXPECT_NEAR(static_cast<double>(x.size()), 16000.0, 1.0);
+}
+
+TEST_F(AudioTest, SilenceIsValid) {
+    const std::string p = dir + "/silence.wav";
+    write_file(p, std::vector<float>(4000, 0.f), 1, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    auto x = audio::load_mono(p);
+    EXPECT_EQ(x.size(), 4000u);
+}
+
+TEST_F(AudioTest, MissingFile) { EXPECT_NE(expect_error(dir + "/nope.wav").find("no such file"), std::string::npos); }
+
+TEST_F(AudioTest, NotAudio) {
+    const std::string p = dir + "/text.wav";
+    std::ofstream(p) << "this is not audio at all, just some text that is long enough to be a header";
+    EXPECT_NE(expect_error(p).find("not a readable audio file"), std::string::npos);
+}
+
+TEST_F(AudioTest, TruncatedWav) {
+    const std::string p = dir + "/full.wav", t = dir + "/truncated.wav";
+    write_file(p, sine(440, 16000, 16000), 1, 16000, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    std::ifstream in(p, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(t, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+    EXPECT_NE(expect_error(t).find("truncated"), std::string::npos);
+}
+
+TEST_F(AudioTest, TruncatedFlac) {
+    const std::string p = dir + "/full.flac", t = dir + "/truncated.flac";
+    write_file(p, sine(440, 16000, 32000), 1, 16000, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
+    std::ifstream in(p, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(t, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+    expect_error(t);
+}
+
+TEST_F(AudioTest, ZeroSamples) {
+    const std::string p = dir + "/empty.wav";
+    write_file(p, {}, 1, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    EXPECT_NE(expect_error(p).find("no samples"), std::string::npos);
+}
+
+TEST_F(AudioTest, NanAndInfSamples) {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        auto s = sine(440, 16000, 1000);
+        s[500] = bad;
+        const std::string p = dir + "/bad.wav";
+        write_file(p, s, 1, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+        EXPECT_NE(expect_error(p).find("NaN or Inf"), std::string::npos);
+    }
+}
+
+TEST_F(AudioTest, WriteWavIsAtomicAndReadable) {
+    const std::string p = dir + "/out.wav";
+    auto s = sine(440, 16000, 1234);
+    audio::write_wav(p, s);
+    EXPECT_EQ(audio::load_mono(p), s);
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "temp file left behind";
+}
+
+TEST_F(AudioTest, FeaturesCommandReportsBadFilesAndWritesGoodOnes) {
+    const std::string good = dir + "/good.wav", bad = dir + "/bad.wav";
+    write_file(good, sine(440, 44100, 2 * 44100), 2, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_24);  // 1 s stereo
+    std::ofstream(bad) << "garbage";
+    auto r = testutil::run_cli("features --frontend hpss -o " + dir + "/out " + good + " " + bad);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(bad), std::string::npos) << r.out;
+    auto f = npy::load(dir + "/out/good.npy");
+    EXPECT_EQ(f.shape, (std::vector<int64_t>{2, 64, 101}));
+    r = testutil::run_cli("features --frontend mel -o " + dir + "/out " + good);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(npy::load(dir + "/out/good.npy").shape, (std::vector<int64_t>{1, 64, 101}));
+}
