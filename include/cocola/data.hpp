@@ -178,13 +178,15 @@ class PairSampler {
    public:
     PairSampler(const StemCache& cache, SamplerOptions opt);
     const SamplerOptions& options() const { return opt_; }
-    // The epoch's windows grouped into batches of K distinct tracks (computed once per epoch, then cached).
+    // The epoch's windows grouped into batches of K distinct tracks (computed once per epoch and cached for the
+    // last few epochs; the reference stays valid while no more than 4 other epochs are planned).
     const std::vector<std::vector<Window>>& plan(int epoch) const;
     size_t batches_per_epoch(int epoch = 0) const { return plan(epoch).size(); }
     // Batch i of `epoch`: a pure function of (seed, epoch, i), safe to call from several threads.
     PairBatch batch(int epoch, size_t i) const;
 
    private:
+    std::shared_ptr<const std::vector<std::vector<Window>>> plan_ptr(int epoch) const;
     const StemCache& cache_;
     SamplerOptions opt_;
     std::vector<size_t> tracks_;

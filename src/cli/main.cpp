@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
     };
     add("features", "Compute log-mel (mel) or harmonic/percussive (hpss) features of audio files as .npy",
         cocola::cli::add_features_command);
+    add("synth", "Make multi-stem music: procedural songs, or MIDI files rendered to one stem per channel",
+        cocola::cli::add_synth_command);
+    add("data", "Stem datasets: index into a cache, describe, write the fixed evaluation pairs",
+        cocola::cli::add_data_command);
     add("score", "COCOLA score: how coherent an accompaniment is with its conditioning",
         cocola::cli::add_score_command);
     add("embed", "Embeddings [windows, 512] of audio files as .npy", cocola::cli::add_embed_command);

@@ -50,7 +50,7 @@ std::vector<fs::path> audio_files(const fs::path& dir) {
     return out;
 }
 
-bool exists(const fs::path& p) {
+bool has(const fs::path& p) {
     std::error_code ec;
     return fs::exists(p, ec);
 }
@@ -71,18 +71,18 @@ const std::vector<std::string> kMusdbStems = {"bass", "drums", "other", "vocals"
 
 bool looks_musdb_track(const fs::path& t) {
     int n = 0;
-    for (const auto& s : kMusdbStems) n += exists(t / (s + ".wav"));
+    for (const auto& s : kMusdbStems) n += has(t / (s + ".wav"));
     return n >= 3;
 }
 bool looks_slakh_track(const fs::path& t) {
-    return exists(t / "metadata.yaml") && exists(t / "stems");
+    return has(t / "metadata.yaml") && has(t / "stems");
 }
 const std::regex kCocoTrack("(string|brass|woodwind|random)_track[0-9]+");
 bool looks_coco_track(const fs::path& t) {
-    return std::regex_match(t.filename().string(), kCocoTrack) && exists(t / "stems_audio");
+    return std::regex_match(t.filename().string(), kCocoTrack) && has(t / "stems_audio");
 }
 bool looks_moises_track(const fs::path& t) {
-    if (!exists(t / "data.json")) return false;
+    if (!has(t / "data.json")) return false;
     for (const auto& d : subdirs(t))
         if (!audio_files(d).empty()) return true;
     return false;
@@ -102,7 +102,7 @@ bool any_track(const fs::path& root, Pred&& pred) {
 
 fs::path moises_root(const fs::path& root) {
     // The archive unpacks to moisesdb/moisesdb_v0.1/<track id>/...; accept either level.
-    if (exists(root / "moisesdb_v0.1")) return root / "moisesdb_v0.1";
+    if (has(root / "moisesdb_v0.1")) return root / "moisesdb_v0.1";
     return root;
 }
 
@@ -121,7 +121,7 @@ void read_musdb(const fs::path& root, Dataset& ds) {
             TrackSource t = make_track(td.filename().string(), norm_split(sd.filename().string()));
             for (const auto& s : kMusdbStems) {
                 const fs::path p = td / (s + ".wav");
-                if (exists(p)) t.stems.push_back({s, s, p.string()});
+                if (has(p)) t.stems.push_back({s, s, p.string()});
                 else ds.warnings.push_back(p.string() + ": missing stem");
             }
             ds.tracks.push_back(std::move(t));
@@ -131,7 +131,7 @@ void read_musdb(const fs::path& root, Dataset& ds) {
 
 void read_moises(const fs::path& root, Dataset& ds) {
     for (const auto& td : subdirs(moises_root(root))) {
-        if (!exists(td / "data.json") && subdirs(td).empty()) continue;
+        if (!has(td / "data.json") && subdirs(td).empty()) continue;
         const std::string id = td.filename().string();
         TrackSource t = make_track(id, split_for(id));
         // Every file under a stem-type folder is a stem of that type (a song may have two guitars).
@@ -172,7 +172,7 @@ void read_slakh_track(const fs::path& td, const std::string& split, Dataset& ds)
         if (node["is_drum"] && node["is_drum"].as<bool>()) cls = "Drums";
         fs::path f;
         for (const char* ext : {".flac", ".wav"})
-            if (exists(td / "stems" / (name + ext))) f = td / "stems" / (name + ext);
+            if (has(td / "stems" / (name + ext))) f = td / "stems" / (name + ext);
         if (f.empty()) {
             ds.warnings.push_back((td / "stems" / (name + ".flac")).string() + ": listed in metadata.yaml but missing");
             continue;
@@ -216,7 +216,7 @@ void read_generic_track(const fs::path& td, const std::string& split, Dataset& d
     TrackSource t = make_track(td.filename().string(), split);
     // Our own sets (cocola synth) say each stem's class in meta.json; elsewhere the class is the stem's name.
     std::map<std::string, std::string> classes;
-    if (exists(td / "meta.json")) {
+    if (has(td / "meta.json")) {
         try {
             std::ifstream in(td / "meta.json");
             const auto j = nlohmann::json::parse(in);

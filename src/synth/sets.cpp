@@ -196,7 +196,7 @@ SetReport write_midi_set(const std::string& midi_dir, const SetOptions& opt, con
         json stems = json::array();
         for (const auto& c : chans) {
             const bool drums = c.channel == kDrumChannel;
-            char prefix[8];
+            char prefix[16];
             std::snprintf(prefix, sizeof(prefix), "ch%02d_", c.channel + 1);
             const std::string name = drums ? std::string("ch10_drums") : prefix + gm_program_slug(sum.program[c.channel]);
             names.push_back(name);

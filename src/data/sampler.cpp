@@ -1,0 +1,230 @@
+// The contrastive pair sampler (COCOLA section 3.1) and the reference's fixed evaluation protocol.
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cocola/data.hpp"
+#include "cocola/error.hpp"
+#include "cocola/rng.hpp"
+
+namespace cocola::data {
+
+void draw_pair(std::vector<int> active, PairMode mode, uint64_t seed, std::vector<int>& anchor,
+               std::vector<int>& positive) {
+    if (active.size() < 2) throw Error("draw_pair: fewer than 2 active stems");
+    Rng rng(seed);
+    rng.shuffle(active);
+    const int64_t n = static_cast<int64_t>(active.size());
+    // As the reference: anchor size in [1, n-1], positive size in [1, n - anchor], both uniform.
+    const int64_t a = mode == PairMode::SingleStem ? 1 : rng.range(1, n - 1);
+    const int64_t p = mode == PairMode::SingleStem ? 1 : rng.range(1, n - a);
+    anchor.assign(active.begin(), active.begin() + a);
+    positive.assign(active.begin() + a, active.begin() + a + p);
+    std::sort(anchor.begin(), anchor.end());
+    std::sort(positive.begin(), positive.end());
+}
+
+PairSampler::PairSampler(const StemCache& cache, SamplerOptions opt) : cache_(cache), opt_(std::move(opt)) {
+    if (opt_.batch < 1) throw Error("sampler: batch size K must be at least 1");
+    if (opt_.window < cache_.block()) throw Error("sampler: window L shorter than the cache's block");
+    if (!(opt_.max_overlap >= 0 && opt_.max_overlap < 1)) throw Error("sampler: overlap ratio r must be in [0, 1)");
+    tracks_ = cache_.tracks_in(opt_.split);
+    if (tracks_.empty()) throw Error(cache_.dir() + ": no tracks in split '" + opt_.split + "'");
+}
+
+const std::vector<std::vector<Window>>& PairSampler::plan(int epoch) const { return *plan_ptr(epoch); }
+
+std::shared_ptr<const std::vector<std::vector<Window>>> PairSampler::plan_ptr(int epoch) const {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        auto it = plans_.find(epoch);
+        if (it != plans_.end()) return it->second;
+    }
+    const int64_t L = opt_.window, B = cache_.block();
+    // Windows of one track start `stride` apart, so neighbours overlap by L - stride <= r L. The stride is
+    // rounded up to the block grid: rounding down would let overlaps exceed r.
+    const int64_t min_stride = static_cast<int64_t>(std::ceil(L * (1.0 - opt_.max_overlap) - 1e-9));
+    const int64_t stride = std::max<int64_t>(B, (min_stride + B - 1) / B * B);
+    Rng rng(mix_seed(mix_seed(opt_.seed, 0x91A4), static_cast<uint64_t>(epoch)));
+    std::vector<Window> windows;
+    for (size_t t : tracks_) {
+        const int64_t len = cache_.track(t).length;
+        std::vector<int64_t> offsets;
+        if (len <= L) {
+            if (len >= L / 2) offsets.push_back(0);  // one zero-padded window, as the reference pads
+        } else {
+            // A random phase per track and epoch, so every part of a track is seen over the epochs.
+            const int64_t max_off = len - L;
+            const int64_t phase = B * rng.range(0, std::min(stride - 1, max_off) / B);
+            for (int64_t o = phase; o <= max_off; o += stride) offsets.push_back(o);
+        }
+        for (int64_t o : offsets) {
+            auto act = cache_.active_stems(t, o, L, opt_.activity);
+            if (act.size() >= 2) windows.push_back({static_cast<uint32_t>(t), o, std::move(act)});
+        }
+    }
+    rng.shuffle(windows);
+    std::set<uint32_t> distinct;
+    for (const auto& w : windows) distinct.insert(w.track);
+    if (distinct.size() < static_cast<size_t>(opt_.batch))
+        throw Error(cache_.dir() + ": split '" + opt_.split + "' has " + std::to_string(distinct.size()) +
+                    " tracks with 2 or more active stems, fewer than the batch size K = " +
+                    std::to_string(opt_.batch) + " (every window of a batch comes from another track)");
+    // Batches of K distinct tracks, greedily in shuffled order; windows that would repeat a track wait for a
+    // later batch. What cannot fill a last batch is left for the next epoch's draw.
+    auto batches = std::make_shared<std::vector<std::vector<Window>>>();
+    std::deque<Window> pending(windows.begin(), windows.end());
+    while (pending.size() >= static_cast<size_t>(opt_.batch)) {
+        std::vector<Window> b;
+        std::set<uint32_t> used;
+        std::deque<Window> rest;
+        while (!pending.empty()) {
+            Window w = std::move(pending.front());
+            pending.pop_front();
+            if (b.size() < static_cast<size_t>(opt_.batch) && !used.count(w.track)) {
+                used.insert(w.track);
+                b.push_back(std::move(w));
+                if (b.size() == static_cast<size_t>(opt_.batch)) break;
+            } else {
+                rest.push_back(std::move(w));
+            }
+        }
+        if (b.size() < static_cast<size_t>(opt_.batch)) break;
+        for (auto& w : pending) rest.push_back(std::move(w));
+        pending.swap(rest);
+        batches->push_back(std::move(b));
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    // Keep a few epochs only; a long run asks for epochs in order.
+    while (plans_.size() > 4) plans_.erase(plans_.begin());
+    auto it = plans_.emplace(epoch, std::move(batches)).first;
+    return it->second;
+}
+
+PairBatch PairSampler::batch(int epoch, size_t i) const {
+    // Holds the plan alive even if another thread evicts it from the map meanwhile.
+    const auto keep = plan_ptr(epoch);
+    const auto& p = *keep;
+    if (i >= p.size()) throw Error("sampler: batch " + std::to_string(i) + " beyond the epoch's " + std::to_string(p.size()));
+    const auto& ws = p[i];
+    PairBatch b;
+    b.epoch = epoch;
+    b.index = i;
+    b.K = static_cast<int>(ws.size());
+    b.L = opt_.window;
+    b.anchor.assign(static_cast<size_t>(b.K) * b.L, 0.0f);
+    b.positive.assign(static_cast<size_t>(b.K) * b.L, 0.0f);
+    b.anchor_stems.resize(b.K);
+    b.positive_stems.resize(b.K);
+    const uint64_t bseed = mix_seed(mix_seed(opt_.seed, 0xBA7C + static_cast<uint64_t>(epoch)), i);
+    for (int k = 0; k < b.K; ++k) {
+        const Window& w = ws[k];
+        b.track.push_back(w.track);
+        b.offset.push_back(w.offset);
+        draw_pair(w.active, opt_.mode, mix_seed(bseed, k), b.anchor_stems[k], b.positive_stems[k]);
+        float* a = b.anchor.data() + static_cast<size_t>(k) * b.L;
+        float* q = b.positive.data() + static_cast<size_t>(k) * b.L;
+        for (int s : b.anchor_stems[k]) cache_.read(w.track, s, w.offset, b.L, a, true);
+        for (int s : b.positive_stems[k]) cache_.read(w.track, s, w.offset, b.L, q, true);
+    }
+    return b;
+}
+
+// ---------------------------------------------------------------- Prefetcher
+Prefetcher::Prefetcher(const PairSampler& sampler, int epoch, int threads, int depth)
+    : sampler_(sampler), epoch_(epoch), total_(sampler.batches_per_epoch(epoch)),
+      depth_(static_cast<size_t>(std::max(1, depth))) {
+    for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { work(); });
+}
+
+Prefetcher::~Prefetcher() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+}
+
+void Prefetcher::work() {
+    while (true) {
+        const size_t i = next_job_++;
+        if (i >= total_) return;
+        {
+            // Stay at most `depth` batches ahead of the consumer: bounded memory.
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] { return stop_ || i < next_out_ + depth_; });
+            if (stop_) return;
+        }
+        try {
+            PairBatch b = sampler_.batch(epoch_, i);
+            std::lock_guard<std::mutex> lk(mu_);
+            ready_.emplace(i, std::move(b));
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (!error_) error_ = std::current_exception();
+        }
+        cv_.notify_all();
+    }
+}
+
+std::optional<PairBatch> Prefetcher::next() {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (next_out_ >= total_) return std::nullopt;
+    cv_.wait(lk, [&] { return error_ || ready_.count(next_out_); });
+    if (error_) std::rethrow_exception(error_);
+    PairBatch b = std::move(ready_.at(next_out_));
+    ready_.erase(next_out_);
+    ++next_out_;
+    lk.unlock();
+    cv_.notify_all();
+    return b;
+}
+
+// ---------------------------------------------------------------- fixed protocol
+std::vector<EvalItem> fixed_protocol(const StemCache& cache, const std::string& split, int64_t window, PairMode mode,
+                                     uint64_t seed, const ActivityRule& rule) {
+    std::vector<EvalItem> items;
+    for (size_t t : cache.tracks_in(split)) {
+        const auto& tr = cache.track(t);
+        const uint64_t tseed = mix_seed(seed, hash_name(tr.split + "/" + tr.id));
+        for (int64_t shift : {int64_t{0}, window / 2}) {
+            for (int64_t off = shift; off < tr.length; off += window) {
+                if (tr.length - off < window / 2) break;  // a sliver of a chunk is no test item
+                auto act = cache.active_stems(t, off, window, rule);
+                if (act.size() < 2) continue;
+                EvalItem it;
+                it.track = static_cast<uint32_t>(t);
+                it.offset = off;
+                // Seeded by (track id, offset) alone: adding or removing other tracks leaves this item unchanged.
+                draw_pair(act, mode, mix_seed(tseed, static_cast<uint64_t>(off)), it.anchor, it.positive);
+                items.push_back(std::move(it));
+            }
+        }
+    }
+    return items;
+}
+
+void render_item(const StemCache& cache, const EvalItem& item, int64_t window, float* anchor, float* positive) {
+    std::fill(anchor, anchor + window, 0.0f);
+    std::fill(positive, positive + window, 0.0f);
+    for (int s : item.anchor) cache.read(item.track, s, item.offset, window, anchor, true);
+    for (int s : item.positive) cache.read(item.track, s, item.offset, window, positive, true);
+}
+
+std::string protocol_json(const StemCache& cache, const std::vector<EvalItem>& items, int64_t window) {
+    using nlohmann::json;
+    json arr = json::array();
+    for (const auto& it : items) {
+        const auto& tr = cache.track(it.track);
+        json a = json::array(), p = json::array();
+        for (int s : it.anchor) a.push_back(tr.stems[s].name);
+        for (int s : it.positive) p.push_back(tr.stems[s].name);
+        arr.push_back({{"track", tr.id}, {"split", tr.split}, {"offset", it.offset}, {"anchor", a}, {"positive", p}});
+    }
+    return json{{"window", window}, {"items", arr}}.dump(1);
+}
+
+}  // namespace cocola::data
