@@ -21,6 +21,8 @@ struct FftPlan {
     FftPlan() {
         double* in = fftw_alloc_real(kNFft);
         fftw_complex* out = fftw_alloc_complex(kNBins);
+        // FFTW_ESTIMATE, not MEASURE: a measured plan can differ between runs, and so could the last bit of
+        // the features; training and resume must be reproducible.
         plan = fftw_plan_dft_r2c_1d(kNFft, in, out, FFTW_ESTIMATE);
         fftw_free(in);
         fftw_free(out);
@@ -67,9 +69,10 @@ struct SparseBank {
     // spec is [513][T]; out is [64][T].
     template <typename Spec, typename Out>
     void apply(const Spec* spec, int T, Out* out) const {
+        thread_local std::vector<double> acc;
         for (int j = 0; j < kNMels; ++j) {
             Out* o = out + static_cast<size_t>(j) * T;
-            std::vector<double> acc(T, 0.0);
+            acc.assign(T, 0.0);
             for (int k = first[j]; k < last[j]; ++k) {
                 const double w = weights[j][k - first[j]];
                 const Spec* s = spec + static_cast<size_t>(k) * T;
@@ -121,7 +124,8 @@ void power_to_db_ref_max(const std::vector<double>& mel, float* out) {
     double max_power = 0;
     for (double v : mel) max_power = std::max(max_power, v);
     const double ref_db = 10.0 * std::log10(std::max(1e-10, max_power));
-    std::vector<double> db(mel.size());
+    thread_local std::vector<double> db;
+    db.resize(mel.size());
     double max_db = -1e300;
     for (size_t i = 0; i < mel.size(); ++i) {
         db[i] = 10.0 * std::log10(std::max(1e-10, mel[i])) - ref_db;
@@ -134,11 +138,11 @@ void power_to_db_ref_max(const std::vector<double>& mel, float* out) {
 void hpss_features(const float* x, size_t n, float* out) {
     const int T = num_frames(n);
     auto mag = librosa_magnitude(x, n);
-    std::vector<double> harm, perc;
+    thread_local std::vector<double> harm, perc, mel;
     hpss_magnitudes(mag, T, harm, perc);
     for (auto* v : {&harm, &perc})
         for (double& e : *v) e *= e;  // power
-    std::vector<double> mel(static_cast<size_t>(kNMels) * T);
+    mel.resize(static_cast<size_t>(kNMels) * T);
     slaney_bank().apply(harm.data(), T, mel.data());
     power_to_db_ref_max(mel, out);
     slaney_bank().apply(perc.data(), T, mel.data());
@@ -181,8 +185,11 @@ std::vector<float> librosa_magnitude(const float* x, size_t n) {
     stft(n, sample, [&](int t, const fftw_complex* X) {
         // librosa keeps the STFT as complex64; |D| is then taken in float32.
         for (int k = 0; k < kNBins; ++k)
-            mag[static_cast<size_t>(k) * T + t] =
-                std::hypot(static_cast<float>(X[k][0]), static_cast<float>(X[k][1]));
+        {
+            // hypot of the complex64 parts, evaluated in double and rounded once (as glibc's hypotf does).
+            const double re = static_cast<float>(X[k][0]), im = static_cast<float>(X[k][1]);
+            mag[static_cast<size_t>(k) * T + t] = static_cast<float>(std::sqrt(re * re + im * im));
+        }
     });
     return mag;
 }
@@ -190,7 +197,11 @@ std::vector<float> librosa_magnitude(const float* x, size_t n) {
 void hpss_magnitudes(const std::vector<float>& mag, int T, std::vector<double>& harmonic,
                      std::vector<double>& percussive) {
     const size_t N = static_cast<size_t>(kNBins) * T;
-    std::vector<float> hm(N), pm(N);
+    // Scratch reused across calls on a thread: zero-filling and first-touching megabytes per clip costs
+    // about as much as the arithmetic.
+    thread_local std::vector<float> hm, pm;
+    hm.resize(N);
+    pm.resize(N);
     median_filter(mag.data(), hm.data(), kNBins, T, kHpssKernel, 1);  // along time: harmonic reference
     median_filter(mag.data(), pm.data(), kNBins, T, kHpssKernel, 0);  // along frequency: percussive reference
     harmonic.resize(N);
@@ -198,12 +209,12 @@ void hpss_magnitudes(const std::vector<float>& mag, int T, std::vector<double>& 
     constexpr float kTiny = 1.17549435e-38f;  // np.finfo(float32).tiny
     for (size_t i = 0; i < N; ++i) {
         const double h = hm[i], p = pm[i];
-        const double z = std::max(h, p);
         double mh = 0.5, mp = 0.5;  // split_zeros: both medians ~0 -> half each
-        if (static_cast<float>(z) >= kTiny) {
-            const double a = (h / z) * (h / z), b = (p / z) * (p / z);
-            mh = a / (a + b);
-            mp = b / (a + b);
+        // librosa divides by max(h, p) first to keep float32 in range; in double the ratio needs no rescaling.
+        if (std::max(hm[i], pm[i]) >= kTiny) {
+            const double a = h * h, b = p * p, inv = 1.0 / (a + b);
+            mh = a * inv;
+            mp = b * inv;
         }
         harmonic[i] = mag[i] * mh;
         percussive[i] = mag[i] * mp;
