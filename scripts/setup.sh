@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what cocola needs on Debian 12 (as root), then configures and builds it in ./build.
+# Idempotent: packages already present are not fetched again; the build is incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  g++ cmake ninja-build pkg-config
+  libtorch-dev libopenblas0-pthread          # the model; OpenBLAS instead of netlib BLAS (10x faster matmuls)
+  libsndfile1-dev libsoxr-dev libfftw3-dev   # audio I/O, resampling, STFT
+  libcli11-dev nlohmann-json3-dev libyaml-cpp-dev googletest
+  libfluidsynth-dev timgm6mb-soundfont openttd-openmsx   # multi-stem music synthesis and MIDI songs
+  python3-torch python3-numpy                # tools/convert_official_checkpoint.py and its test
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "cocola setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+JOBS=${JOBS:-$(nproc)}
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} >/dev/null
+cmake --build build -j "$JOBS"
