@@ -130,9 +130,9 @@ TEST(Layouts, SlakhMetadataYaml) {
          "  S01:\n    audio_rendered: true\n    inst_class: Drums\n    is_drum: true\n    program_num: 0\n"
          "  S02:\n    audio_rendered: false\n    inst_class: Guitar\n    is_drum: false\n    program_num: 25\n"
          "  S03:\n    audio_rendered: true\n    inst_class: Bass\n    is_drum: false\n    program_num: 33\n");
-    flac(td / "stems" / "S00.flac", tone(1, 440, 0, 1), 44100);
-    flac(td / "stems" / "S01.flac", tone(1, 100, 0, 1), 44100);
-    flac(td / "stems" / "S03.flac", tone(1, 55, 0, 1), 44100);
+    flac(td / "stems" / "S00.flac", tone(1, 440, 0, 1, 0.3f, 44100), 44100);
+    flac(td / "stems" / "S01.flac", tone(1, 100, 0, 1, 0.3f, 44100), 44100);
+    flac(td / "stems" / "S03.flac", tone(1, 55, 0, 1, 0.3f, 44100), 44100);
     const auto ds = data::scan(r.string());
     EXPECT_EQ(ds.layout, data::Layout::Slakh);
     ASSERT_EQ(ds.tracks.size(), 1u);

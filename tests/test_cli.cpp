@@ -1,0 +1,163 @@
+// End to end through the `cocola` program: scores from the golden WAVs, batch forms, bad files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cocola/npy.hpp"
+#include "test_util.hpp"
+
+using testutil::golden;
+using testutil::run_cli;
+
+namespace {
+
+std::string model(const std::string& kind) { return golden("models/cocola_" + kind + "_seed0.safetensors"); }
+std::string wav(const std::string& clip) { return golden("inputs/" + clip + ".wav"); }
+
+nlohmann::json parse_json_tail(const std::string& out) {
+    auto p = out.find('{');
+    return nlohmann::json::parse(out.substr(p));
+}
+
+}  // namespace
+
+class EndToEnd : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EndToEnd, GoldenPairsFromWavFiles) {
+    const std::string kind = GetParam();
+    const std::string dir = testutil::temp_dir("e2e_" + kind);
+    const std::string csv = dir + "/pairs.csv";
+    {
+        std::ofstream f(csv);
+        f << "cond,acc\n";
+        for (int i = 0; i < 4; ++i) f << wav(testutil::kClips5s[i]) << "," << wav(testutil::kClips5s[i + 4]) << "\n";
+    }
+    auto r = run_cli("score -m " + model(kind) + " --pairs " + csv + " --json --output " + dir + "/s.json");
+    ASSERT_EQ(r.code, 0) << r.out;
+    std::ifstream in(dir + "/s.json");
+    auto j = nlohmann::json::parse(in);
+    auto ref = cocola::npy::load(golden("outputs/" + kind + "/scores_pairs_i_iplus4.npy"));
+    ASSERT_EQ(j["pairs"].size(), 4u);
+    // hpss features match the reference to 1e-3 dB, so scores do too. The mel reference's own float32 FFT
+    // noise in quiet bins (up to ~1 dB below -80 dB) is amplified by these random-init BatchNorms (golden
+    // README: up to 0.21 on similarities), hence the wider bound there.
+    const double tol = kind == "hpss" ? 1e-2 : 0.25;
+    for (int i = 0; i < 4; ++i)
+        EXPECT_NEAR(j["pairs"][i]["score"].get<double>(), ref.data[i], tol) << "pair " << i;
+}
+
+TEST_P(EndToEnd, WholeFileEmbeddingsOfOtherLengths) {
+    const std::string kind = GetParam();
+    const std::string dir = testutil::temp_dir("whole_" + kind);
+    auto r = run_cli("embed --whole -m " + model(kind) + " -o " + dir + " " + wav("x3s_triad_bass") + " " +
+                     wav("x12s_full_mix"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const std::string clip : {"x3s_triad_bass", "x12s_full_mix"}) {
+        auto e = cocola::npy::load(dir + "/" + clip + ".npy");
+        auto ref = cocola::npy::load(golden("outputs/" + kind + "/embedding_" + clip + ".npy"));
+        ASSERT_EQ(e.shape, ref.shape);
+        double worst = 0;
+        for (size_t i = 0; i < e.data.size(); ++i) worst = std::max(worst, double(std::abs(e.data[i] - ref.data[i])));
+        EXPECT_LT(worst, kind == "hpss" ? 1e-3 : 5e-2) << clip;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(BothModels, EndToEnd, ::testing::Values("mel", "hpss"));
+
+TEST(ScoreCli, SinglePairPrintsTheScore) {
+    auto r = run_cli("score -m " + model("hpss") + " " + wav("00_triad") + " " + wav("04_white_noise_m20dbfs"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    auto ref = cocola::npy::load(golden("outputs/hpss/scores_pairs_i_iplus4.npy"));
+    EXPECT_NEAR(std::stod(r.out), ref.data[0], 1e-2) << r.out;
+}
+
+TEST(ScoreCli, ModesChangeTheScoreAndMelRefusesThem) {
+    auto both = run_cli("score -m " + model("hpss") + " " + wav("00_triad") + " " + wav("03_triad_drums_mix"));
+    auto harm = run_cli("score -m " + model("hpss") + " --mode harmonic " + wav("00_triad") + " " + wav("03_triad_drums_mix"));
+    ASSERT_EQ(both.code, 0);
+    ASSERT_EQ(harm.code, 0);
+    EXPECT_NE(std::stod(both.out), std::stod(harm.out));
+    auto mel = run_cli("score -m " + model("mel") + " --mode harmonic " + wav("00_triad") + " " + wav("01_drums"));
+    EXPECT_NE(mel.code, 0);
+    EXPECT_NE(mel.out.find("2-channel"), std::string::npos) << mel.out;
+}
+
+TEST(ScoreCli, CsvBatchWithAMissingFileScoresTheRest) {
+    const std::string dir = testutil::temp_dir("csv_missing");
+    {
+        std::ofstream f(dir + "/pairs.csv");
+        f << "cond,acc\n" << wav("00_triad") << "," << wav("01_drums") << "\n"
+          << dir << "/missing.wav," << wav("02_bass") << "\n"
+          << wav("02_bass") << "," << wav("03_triad_drums_mix") << "\n";
+    }
+    auto r = run_cli("score -m " + model("hpss") + " --pairs " + dir + "/pairs.csv --csv");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(dir + "/missing.wav: no such file"), std::string::npos) << r.out;
+    // Header + 3 rows, two of them with a score.
+    EXPECT_NE(r.out.find("cond,acc,score,windows,error"), std::string::npos);
+    EXPECT_NE(r.out.find(wav("02_bass") + "," + wav("03_triad_drums_mix") + ","), std::string::npos) << r.out;
+}
+
+TEST(ScoreCli, DirectoryPairsByFileNameReportMissingPartners) {
+    namespace fs = std::filesystem;
+    const std::string dir = testutil::temp_dir("dirs");
+    fs::create_directories(dir + "/cond");
+    fs::create_directories(dir + "/acc");
+    fs::copy_file(wav("00_triad"), dir + "/cond/song1.wav");
+    fs::copy_file(wav("01_drums"), dir + "/acc/song1.wav");
+    fs::copy_file(wav("02_bass"), dir + "/cond/song2.wav");  // no partner
+    auto r = run_cli("score -m " + model("hpss") + " --cond-dir " + dir + "/cond --acc-dir " + dir + "/acc --json");
+    EXPECT_EQ(r.code, 1) << r.out;
+    auto j = parse_json_tail(r.out.substr(r.out.find("{\n")));
+    ASSERT_EQ(j["pairs"].size(), 2u);
+    EXPECT_TRUE(j["pairs"][0].contains("score"));
+    EXPECT_TRUE(j["pairs"][1].contains("error"));
+    EXPECT_EQ(j["failed"], 1);
+}
+
+TEST(ScoreCli, MatrixPicksTheBestCandidatePerRow) {
+    namespace fs = std::filesystem;
+    const std::string dir = testutil::temp_dir("matrix");
+    fs::create_directories(dir + "/cands");
+    for (const char* c : {"00_triad", "01_drums", "02_bass"}) fs::copy_file(wav(c), dir + "/cands/" + c + ".wav");
+    auto r = run_cli("score -m " + model("hpss") + " --matrix --acc-dir " + dir + "/cands " + wav("03_triad_drums_mix") +
+                     " --json");
+    ASSERT_EQ(r.code, 0) << r.out;
+    auto j = parse_json_tail(r.out);
+    ASSERT_EQ(j["scores"].size(), 1u);
+    ASSERT_EQ(j["scores"][0].size(), 3u);
+    size_t best = 0;
+    for (size_t k = 1; k < 3; ++k)
+        if (j["scores"][0][k].get<double>() > j["scores"][0][best].get<double>()) best = k;
+    EXPECT_EQ(j["best"][0], j["cands"][best]);
+}
+
+TEST(ScoreCli, ShortAndUnequalInputsWarnButScore) {
+    auto r = run_cli("score -m " + model("hpss") + " " + wav("x12s_full_mix") + " " + wav("x3s_triad_bass"));
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("lengths differ"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("zero-padded"), std::string::npos) << r.out;
+}
+
+TEST(EmbedCli, WindowsOfALongFile) {
+    const std::string dir = testutil::temp_dir("embed");
+    auto r = run_cli("embed -m " + model("hpss") + " -o " + dir + " " + wav("x12s_full_mix"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(cocola::npy::load(dir + "/x12s_full_mix.npy").shape, (std::vector<int64_t>{2, 512}));
+    r = run_cli("embed -m " + model("hpss") + " --hop 1 -o " + dir + " " + wav("x12s_full_mix"));
+    EXPECT_EQ(cocola::npy::load(dir + "/x12s_full_mix.npy").shape, (std::vector<int64_t>{8, 512}));
+}
+
+TEST(Cli, MissingModelAndBadModelAreClearErrors) {
+    auto r = run_cli("score -m /nonexistent/model.safetensors " + wav("00_triad") + " " + wav("01_drums"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("/nonexistent/model.safetensors"), std::string::npos) << r.out;
+    r = run_cli("score -m " + wav("00_triad") + " " + wav("00_triad") + " " + wav("01_drums"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("00_triad.wav"), std::string::npos) << r.out;
+    r = run_cli("--help");
+    EXPECT_EQ(r.code, 0);
+    EXPECT_NE(r.out.find("score"), std::string::npos);
+}
