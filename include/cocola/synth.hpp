@@ -101,7 +101,9 @@ struct RenderOptions {
     double max_seconds = 0;     // > 0: stop exactly there (procedural songs); 0: play to the end plus the tail
     double tail_seconds = 3.0;  // after the last event, keep rendering until voices are silent, at most this long
     int sample_rate = 16000;
-    double gain = 0.2;          // fluidsynth's default master gain
+    // Master gain. fluidsynth's default (0.2) leaves our stems near -45 dBFS RMS, close to the activity threshold
+    // the sampler uses; 0.5 lifts them by 8 dB.
+    double gain = 0.5;
 };
 
 // One SoundFont and fluidsynth settings, reused across songs; each song gets a fresh synth (resetting one synth

@@ -35,7 +35,7 @@ Runner add_synth_command(CLI::App& app) {
     app.add_option("--jobs", o->set.jobs, "Worker threads (default: all cores)");
     app.add_flag("--mix", o->set.write_mix, "Also write mix.wav (the sum of the stems) in each track folder");
     app.add_flag("--overwrite", o->set.overwrite, "Render tracks again even if their folder is complete");
-    app.add_flag("--demo", o->demo, "The built-in demo set: 96 songs of 30 s (seed 0 unless --seed)");
+    app.add_flag("--demo", o->demo, "The built-in demo set: 240 songs of 30 s, 2 hours (seed 0 unless --seed)");
     app.footer(
         "Each track folder holds one WAV per stem (16 kHz mono float, effects off: the stems sum to the mix) and "
         "meta.json (key, tempo, meter, chords, programs, seed); procedural tracks also keep song.mid. Complete "
@@ -43,7 +43,7 @@ Runner add_synth_command(CLI::App& app) {
     return [o]() {
         if (o->set.jobs <= 0) o->set.jobs = runtime::threads();
         if (o->demo) {
-            o->tracks = 96;
+            o->tracks = 240;
             o->seconds = 30;
         }
         const bool midi = !o->midi_dir.empty();

@@ -1,6 +1,7 @@
 // Model: weights I/O, config, and the folded inference path used for scoring and embedding.
 #include <c10/core/InferenceMode.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <sstream>
 
@@ -42,10 +43,18 @@ struct FoldedConv {
     std::array<int64_t, 4> pad{0, 0, 0, 0};
     int64_t stride = 1, groups = 1;
     at::Tensor operator()(const at::Tensor& x) const {
-        at::Tensor in = x;
-        if (pad[0] || pad[1] || pad[2] || pad[3]) in = at::constant_pad_nd(x, {pad[0], pad[1], pad[2], pad[3]}, 0);
-        const std::vector<int64_t> st{stride, stride}, zero{0, 0}, one{1, 1};
-        return at::conv2d(in, w, b, st, zero, one, groups);
+        const int64_t kh = w.size(2), kw = w.size(3);
+        // The static padding is asymmetric (more after than before) for stride 2. Whenever the extra trailing
+        // zeros are never reached by a kernel window, symmetric padding gives the same output: then the
+        // convolution pads by itself and no padded copy of the activation is made.
+        auto out_len = [&](int64_t n, int64_t before, int64_t after, int64_t k) { return (n + before + after - k) / stride + 1; };
+        const int64_t H = x.size(2), W = x.size(3);
+        const bool sym_h = pad[2] == pad[3] || out_len(H, pad[2], pad[3], kh) == out_len(H, pad[2], pad[2], kh);
+        const bool sym_w = pad[0] == pad[1] || out_len(W, pad[0], pad[1], kw) == out_len(W, pad[0], pad[0], kw);
+        const std::vector<int64_t> st{stride, stride}, one{1, 1};
+        if (sym_h && sym_w) return at::conv2d(x, w, b, st, std::vector<int64_t>{pad[2], pad[0]}, one, groups);
+        at::Tensor in = at::constant_pad_nd(x, {pad[0], pad[1], pad[2], pad[3]}, 0);
+        return at::conv2d(in, w, b, st, std::vector<int64_t>{0, 0}, one, groups);
     }
 };
 
@@ -69,7 +78,6 @@ struct FoldedBlock {
     at::Tensor se_rw, se_rb, se_ew, se_eb;  // SE 1x1 convs as linear layers on the pooled vector
 };
 
-at::Tensor swish(const at::Tensor& x) { return x * at::sigmoid(x); }
 
 }  // namespace
 
@@ -81,17 +89,25 @@ struct Folded {
 
     at::Tensor forward(at::Tensor x) const {
         if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-        x = swish(stem(x));
+        // In-place SiLU (= swish) and residual adds: one pass over each activation instead of two or three.
+        x = stem(x);
+        at::silu_(x);
         for (const auto& b : blocks) {
-            at::Tensor h = b.has_expand ? swish(b.expand(x)) : x;
-            h = swish(b.depthwise(h));
+            at::Tensor h = x;
+            if (b.has_expand) {
+                h = b.expand(x);
+                at::silu_(h);
+            }
+            h = b.depthwise(h);
+            at::silu_(h);
             at::Tensor s = at::mean(h, {2, 3});
-            s = at::sigmoid(at::linear(swish(at::linear(s, b.se_rw, b.se_rb)), b.se_ew, b.se_eb));
-            h = h * s.unsqueeze(2).unsqueeze(3);
+            s = at::sigmoid(at::linear(at::silu(at::linear(s, b.se_rw, b.se_rb)), b.se_ew, b.se_eb));
+            h = h.mul_(s.unsqueeze(2).unsqueeze(3));
             h = b.project(h);
-            x = b.residual ? h + x : h;
+            x = b.residual ? h.add_(x) : h;
         }
-        x = swish(head(x));
+        x = head(x);
+        at::silu_(x);
         x = at::mean(x, {2, 3});
         x = at::linear(x, proj_w, proj_b);
         x = at::layer_norm(x, {x.size(1)}, ln_w, ln_b, 1e-5);
@@ -110,7 +126,7 @@ struct Model::Impl {
         torch::NoGradGuard no_grad;
         auto f = std::make_shared<Folded>();
         const auto& e = net->effnet;
-        f->channels_last = true;
+        f->channels_last = std::getenv("COCOLA_CHANNELS_FIRST") == nullptr;
         f->stem = fold(e->conv_stem, e->bn0, e->stem_pad, f->channels_last);
         f->head = fold(e->conv_head, e->bn1, {0, 0, 0, 0}, f->channels_last);
         for (size_t i = 0; i < e->blocks->size(); ++i) {
