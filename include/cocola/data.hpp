@@ -94,6 +94,18 @@ using CacheProgress = std::function<void(size_t done, size_t total, const std::s
 CacheReport build_cache(const Dataset& ds, const std::string& dir, const CacheOptions& opt,
                         const CacheProgress& progress = {});
 
+// True when `path` holds a cache made by build_cache (its index.json).
+bool is_cache(const std::string& path);
+// $XDG_CACHE_HOME/cocola, else ~/.cache/cocola: where commands keep the caches they make from dataset roots.
+std::string default_cache_dir();
+// The cache folder ensure_cache uses for a dataset root: <cache_parent>/<folder name>-<hash of the absolute path>.
+std::string cache_dir_for(const std::string& root, const std::string& cache_parent);
+// A cache for `root_or_cache`: returned as is when it already is one; otherwise it is scanned as a dataset root
+// (layout detected) and indexed into cache_dir_for(root, cache_parent) (default_cache_dir() when empty), reusing
+// what an earlier run indexed. Returns the cache directory. Throws cocola::Error when it is neither.
+std::string ensure_cache(const std::string& root_or_cache, const std::string& cache_parent,
+                         const CacheProgress& progress = {});
+
 struct CachedStem {
     std::string name, cls;
     float scale = 1;  // int16 value 32767 means `scale`

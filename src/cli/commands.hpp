@@ -12,8 +12,10 @@ using Runner = std::function<int()>;  // returns the process exit code
 Runner add_features_command(CLI::App& app);
 Runner add_score_command(CLI::App& app);
 Runner add_embed_command(CLI::App& app);
+Runner add_train_command(CLI::App& app);
 Runner add_synth_command(CLI::App& app);
 Runner add_data_command(CLI::App& app);
+Runner add_eval_command(CLI::App& app);
 
 // Where the shipped default model lives (models/ in the source tree, or next to the installed binary).
 std::string default_model_path();

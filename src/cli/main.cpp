@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
     add("score", "COCOLA score: how coherent an accompaniment is with its conditioning",
         cocola::cli::add_score_command);
     add("embed", "Embeddings [windows, 512] of audio files as .npy", cocola::cli::add_embed_command);
+    add("eval", "Coherent sub-mix classification accuracy (the paper's Table 2) of models on test sets",
+        cocola::cli::add_eval_command);
+    add("train", "Train COCOLA contrastively on stem datasets (resumable)", cocola::cli::add_train_command);
 
     try {
         app.parse(argc, argv);

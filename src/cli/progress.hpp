@@ -25,6 +25,7 @@ class Progress {
     void update(size_t done) {
         if (done > done_) tick(done - done_);
     }
+    void set_total(size_t total) { total_ = total; }
     void set_suffix(std::string s) { suffix_ = std::move(s); }
     // Prints a line above the bar.
     void message(const std::string& line) {

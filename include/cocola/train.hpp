@@ -1,0 +1,55 @@
+// Contrastive training of COCOLA (the paper's section 3): batches of K windows from K tracks, two disjoint
+// sub-mixes per window, cross-entropy over the K x K similarity matrix with the positives on the diagonal.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cocola/data.hpp"
+#include "cocola/model.hpp"
+
+namespace cocola::train {
+
+struct TrainOptions {
+    std::vector<std::string> caches;  // stem caches (cocola data index); several = the paper's "All" mix
+    std::string run_dir;              // checkpoints, log.csv, curves.svg
+    features::Frontend frontend = features::Frontend::Hpss;
+    model::Similarity similarity = model::Similarity::Bilinear;
+    data::PairMode pair_mode = data::PairMode::SubMix;
+    int batch = 32;
+    double lr = 1e-3;
+    int64_t steps = 1000;       // total optimizer steps (the run stops there; --resume continues up to it)
+    double noise_sigma = 1e-3;  // Gaussian noise on the positive sub-mixes
+    double max_overlap = 0.5;
+    double dropout = 0.1;
+    uint64_t seed = 0;
+    int val_every = 100;       // steps between validations (and best-checkpoint checks)
+    int val_batches = 8;       // batches of K from the fixed protocol of the validation split
+    int checkpoint_every = 25; // steps between "last" checkpoints
+    std::string device = "cpu";
+    std::string init_from;     // optional .safetensors to start from (fine-tuning)
+};
+
+struct StepLog {
+    int64_t step = 0;
+    int epoch = 0;
+    double loss = 0, accuracy = 0;
+    double val_loss = -1, val_accuracy = -1;  // < 0 when not validated at this step
+    double seconds = 0;                        // wall time of this step
+    double feature_seconds = 0;                // of which computing features
+};
+
+using StepCallback = std::function<void(const StepLog&, int64_t total_steps)>;
+
+// Trains from scratch in run_dir, or continues the run in run_dir exactly where its last checkpoint stopped
+// (same data order, same random draws: on CPU the result equals an uninterrupted run). Throws cocola::Error.
+// `stop` is polled between steps (e.g. set by SIGINT): the run then writes its checkpoint and returns.
+void train(TrainOptions opt, bool resume, const StepCallback& on_step = {}, const std::function<bool()>& stop = {});
+
+// Reads the options a run was started with (run_dir/options.json).
+TrainOptions read_run_options(const std::string& run_dir);
+
+// Writes run_dir/curves.svg from run_dir/log.csv (loss and accuracy, training and validation).
+void write_curves_svg(const std::string& run_dir);
+
+}  // namespace cocola::train

@@ -1,0 +1,113 @@
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "cocola/data.hpp"
+#include "cocola/error.hpp"
+#include "cocola/train.hpp"
+
+namespace cocola::cli {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+
+}  // namespace
+
+Runner add_train_command(CLI::App& app) {
+    struct Opts {
+        train::TrainOptions t;
+        std::vector<std::string> data;
+        std::string frontend = "hpss", similarity = "bilinear", resume, cache_dir = data::default_cache_dir();
+        bool single = false;
+    };
+    auto o = std::make_shared<Opts>();
+    app.add_option("--data", o->data, "Dataset roots (any layout) or caches; several are mixed (the paper's \"All\")")
+        ->delimiter(',');
+    app.add_option("-o,--out", o->t.run_dir, "Run folder: checkpoints, log.csv, curves.svg");
+    app.add_option("--resume", o->resume, "Continue the run in this folder where it stopped (its options are reused; "
+                                          "--steps may raise the target)");
+    app.add_option("--frontend", o->frontend, "mel or hpss")->check(CLI::IsMember({"mel", "hpss"}))->capture_default_str();
+    app.add_option("--similarity", o->similarity, "bilinear (the paper) or cosine (its ablation)")
+        ->check(CLI::IsMember({"bilinear", "cosine"}))->capture_default_str();
+    app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
+    app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
+    app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
+    app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
+    app.add_option("--noise", o->t.noise_sigma, "Std of Gaussian noise added to positives")->capture_default_str();
+    app.add_option("--max-overlap", o->t.max_overlap, "Max overlap ratio r of windows of one track")->capture_default_str();
+    app.add_option("--dropout", o->t.dropout, "Dropout before the projection")->capture_default_str();
+    app.add_option("--seed", o->t.seed, "Seed of data order, noise, masks, dropout and init")->capture_default_str();
+    app.add_option("--val-every", o->t.val_every, "Steps between validations")->capture_default_str();
+    app.add_option("--val-batches", o->t.val_batches, "Validation batches (fixed protocol)")->capture_default_str();
+    app.add_option("--checkpoint-every", o->t.checkpoint_every, "Steps between checkpoints")->capture_default_str();
+    app.add_option("--device", o->t.device, "cpu, or cuda with a CUDA build of LibTorch")
+        ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    app.add_option("--init", o->t.init_from, "Start from these weights (.safetensors) instead of a random init");
+    app.add_option("--cache-dir", o->cache_dir, "Where dataset roots are indexed")->capture_default_str();
+    app.footer("Defaults are the paper's recipe (batch 32 of 5 s windows, sub-mix pairs, r = 0.5, noise 1e-3,\n"
+               "dropout 0.1, Adam 1e-3, bilinear similarity). Ctrl-C stops after the current step with a checkpoint;\n"
+               "a killed run continues from its last checkpoint with --resume RUN_DIR, identically.");
+    return [o, &app]() {
+        train::TrainOptions t = o->t;
+        const bool resume = !o->resume.empty();
+        if (resume) {
+            const auto steps = t.steps;
+            t = train::read_run_options(o->resume);
+            t.run_dir = o->resume;
+            if (app.count("--steps")) t.steps = steps;
+        } else {
+            if (o->data.empty()) throw Error("--data is required (dataset roots or caches)");
+            if (t.run_dir.empty()) throw Error("-o/--out RUN_DIR is required");
+            t.frontend = features::parse_frontend(o->frontend);
+            t.similarity = model::parse_similarity(o->similarity);
+            t.pair_mode = o->single ? data::PairMode::SingleStem : data::PairMode::SubMix;
+            for (const auto& d : o->data) {
+                Progress bar("index " + d, 1);
+                t.caches.push_back(std::filesystem::absolute(data::ensure_cache(
+                    d, o->cache_dir, [&](size_t done, size_t total, const std::string&) {
+                        bar.set_total(total);
+                        bar.update(done);
+                    })).string());
+                bar.finish();
+            }
+        }
+        std::signal(SIGINT, on_signal);
+        std::signal(SIGTERM, on_signal);
+        Progress bar("train", static_cast<size_t>(t.steps));
+        double loss_avg = -1, acc_avg = -1;
+        std::string last_val;
+        bool first = true;
+        train::train(
+            t, resume,
+            [&](const train::StepLog& s, int64_t) {
+                if (first) {
+                    bar.update(static_cast<size_t>(s.step - 1));
+                    first = false;
+                }
+                loss_avg = loss_avg < 0 ? s.loss : 0.95 * loss_avg + 0.05 * s.loss;
+                acc_avg = acc_avg < 0 ? s.accuracy : 0.95 * acc_avg + 0.05 * s.accuracy;
+                char buf[160];
+                if (s.val_loss >= 0) {
+                    std::snprintf(buf, sizeof(buf), " val loss %.3f acc %.1f%%", s.val_loss, 100 * s.val_accuracy);
+                    last_val = buf;
+                    bar.message("step " + std::to_string(s.step) + ":" + last_val);
+                }
+                std::snprintf(buf, sizeof(buf), "loss %.3f acc %.1f%% (%.2f s/step, features %.2f s)%s", loss_avg,
+                              100 * acc_avg, s.seconds, s.feature_seconds, last_val.c_str());
+                bar.set_suffix(buf);
+                bar.update(static_cast<size_t>(s.step));
+            },
+            [] { return g_stop != 0; });
+        bar.finish();
+        std::cout << "run: " << t.run_dir << " (last.safetensors, best.safetensors, log.csv, curves.svg)\n";
+        return g_stop ? 130 : 0;
+    };
+}
+
+}  // namespace cocola::cli

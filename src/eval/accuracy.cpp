@@ -1,0 +1,182 @@
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "cocola/error.hpp"
+#include "cocola/evaluate.hpp"
+#include "cocola/features.hpp"
+#include "cocola/rng.hpp"
+#include "model/torch_includes.hpp"
+
+namespace cocola::eval {
+
+namespace {
+
+bool has_duplicate_track(const std::vector<size_t>& batch, const std::vector<uint32_t>& track) {
+    std::set<uint32_t> seen;
+    for (size_t i : batch)
+        if (!seen.insert(track[i]).second) return true;
+    return false;
+}
+
+}  // namespace
+
+Batching make_batches(const std::vector<uint32_t>& track, int k, uint64_t seed) {
+    if (k < 2) throw Error("K must be at least 2 (a batch of one has nothing to tell apart)");
+    const size_t K = static_cast<size_t>(k);
+    std::vector<size_t> order(track.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    // Shuffled so that a batch mixes windows from all over the split, not neighbours in track order; seeded so
+    // that every model and every run sees the same batches.
+    Rng rng(mix_seed(seed, 0xba7c4e5ull));
+    rng.shuffle(order);
+
+    Batching out;
+    std::vector<std::vector<size_t>> open;
+    for (size_t i : order) {
+        bool placed = false;
+        for (size_t b = 0; b < open.size(); ++b) {
+            auto& batch = open[b];
+            const bool clash = std::any_of(batch.begin(), batch.end(), [&](size_t j) { return track[j] == track[i]; });
+            if (clash) continue;
+            batch.push_back(i);
+            if (batch.size() == K) {
+                out.batches.push_back(std::move(batch));
+                out.same_track.push_back(false);
+                open.erase(open.begin() + static_cast<std::ptrdiff_t>(b));
+            }
+            placed = true;
+            break;
+        }
+        if (!placed) open.push_back({i});
+    }
+    // What is left comes from too few tracks to spread (e.g. one long track dominating the split): batches of
+    // windows of the same track are still a fair K-way test, only harder, so they are kept and counted.
+    std::vector<size_t> rest;
+    for (const auto& b : open) rest.insert(rest.end(), b.begin(), b.end());
+    size_t r = 0;
+    for (; r + K <= rest.size(); r += K) {
+        std::vector<size_t> batch(rest.begin() + static_cast<std::ptrdiff_t>(r),
+                                  rest.begin() + static_cast<std::ptrdiff_t>(r + K));
+        out.same_track.push_back(has_duplicate_track(batch, track));
+        out.batches.push_back(std::move(batch));
+    }
+    out.dropped = rest.size() - r;
+    return out;
+}
+
+void summarize(EvalResult& r) {
+    const size_t n = r.batch_accuracy.size();
+    r.batches = n;
+    if (n == 0) {
+        r.accuracy = r.sd = r.ci95 = 0;
+        return;
+    }
+    double sum = 0;
+    for (double a : r.batch_accuracy) sum += a;
+    r.accuracy = sum / n;
+    double ss = 0;
+    for (double a : r.batch_accuracy) ss += (a - r.accuracy) * (a - r.accuracy);
+    r.sd = n > 1 ? std::sqrt(ss / (n - 1)) : 0.0;
+    r.ci95 = 1.96 * r.sd / std::sqrt(static_cast<double>(n));
+}
+
+namespace {
+
+// Accuracy of each batch, appended to r.batch_accuracy. Rows of `anchors`/`positives` are addressed through
+// `row_of` (item index -> row), so a chunk of items can be scored without copying whole tensors.
+void score_batches(const model::Model& m, const at::Tensor& anchors, const at::Tensor& positives,
+                   const std::vector<std::vector<size_t>>& batches, size_t first, size_t last,
+                   const std::vector<int64_t>& row_of, EvalResult& r) {
+    for (size_t b = first; b < last; ++b) {
+        const auto& batch = batches[b];
+        std::vector<int64_t> rows(batch.size());
+        for (size_t i = 0; i < batch.size(); ++i) rows[i] = row_of.empty() ? static_cast<int64_t>(batch[i]) : row_of[batch[i]];
+        const at::Tensor idx = at::tensor(rows, at::kLong);
+        const at::Tensor S = m.similarity_matrix(anchors.index_select(0, idx), positives.index_select(0, idx));
+        // Eq. 8: row i is right when its highest similarity is in column i. argmax takes the first maximum, so
+        // an exact tie with an earlier column counts as wrong: a model that cannot tell pairs apart gets no credit.
+        const at::Tensor best = S.argmax(1);
+        const at::Tensor right = best.eq(at::arange(static_cast<int64_t>(batch.size()), at::kLong));
+        r.batch_accuracy.push_back(right.to(at::kDouble).mean().item<double>());
+        r.items += batch.size();
+    }
+}
+
+}  // namespace
+
+EvalResult evaluate_embeddings(const model::Model& m, const at::Tensor& anchors, const at::Tensor& positives,
+                               const std::vector<std::vector<size_t>>& batches) {
+    if (anchors.dim() != 2 || !anchors.sizes().equals(positives.sizes()))
+        throw Error("evaluate_embeddings: anchors and positives must both be [N, D] of the same shape");
+    const size_t N = static_cast<size_t>(anchors.size(0));
+    for (const auto& b : batches)
+        for (size_t i : b)
+            if (i >= N) throw Error("evaluate_embeddings: batch index " + std::to_string(i) + " beyond " + std::to_string(N) + " rows");
+    EvalResult r;
+    score_batches(m, anchors, positives, batches, 0, batches.size(), {}, r);
+    summarize(r);
+    return r;
+}
+
+Batching plan_batches(const data::StemCache& cache, const EvalOptions& o, std::vector<data::EvalItem>* items_out) {
+    auto items = data::fixed_protocol(cache, o.split, o.window, o.pairs);
+    if (items.size() < static_cast<size_t>(std::max(o.k, 2))) {
+        std::string splits;
+        for (const auto& s : cache.splits()) splits += (splits.empty() ? "" : ", ") + s;
+        throw Error(cache.dir() + ": split '" + o.split + "' has " + std::to_string(items.size()) +
+                    " evaluation items, fewer than K = " + std::to_string(o.k) + " (splits in this cache: " + splits +
+                    "; items need windows with at least 2 active stems)");
+    }
+    std::vector<uint32_t> track(items.size());
+    for (size_t i = 0; i < items.size(); ++i) track[i] = items[i].track;
+    Batching b = make_batches(track, o.k, o.seed);
+    if (items_out) *items_out = std::move(items);
+    return b;
+}
+
+EvalResult evaluate(const model::Model& m, const data::StemCache& cache, const EvalOptions& o,
+                    const EvalProgress& progress) {
+    if (cache.sample_rate() != 16000)
+        throw Error(cache.dir() + ": cache sample rate " + std::to_string(cache.sample_rate()) + " Hz, the model needs 16000");
+    std::vector<data::EvalItem> items;
+    const Batching plan = plan_batches(cache, o, &items);
+    const auto frontend = m.config().frontend;
+    const int C = features::num_channels(frontend);
+    const int64_t L = o.window;
+    const int64_t T = features::num_frames(static_cast<size_t>(L));
+
+    EvalResult r;
+    r.items_dropped = plan.dropped;
+    for (bool s : plan.same_track) r.same_track_batches += s;
+    // Several batches per model call: the encoder is far more efficient on dozens of windows than on K = 2.
+    const size_t per_call = std::max<size_t>(1, o.items_per_call / static_cast<size_t>(o.k));
+    const size_t total = plan.batches.size();
+    std::vector<float> audio;
+    std::vector<int64_t> row_of(items.size(), -1);
+    for (size_t b0 = 0; b0 < total; b0 += per_call) {
+        const size_t b1 = std::min(total, b0 + per_call);
+        std::vector<size_t> chunk;
+        for (size_t b = b0; b < b1; ++b) chunk.insert(chunk.end(), plan.batches[b].begin(), plan.batches[b].end());
+        const size_t n = chunk.size();
+        // Anchors in rows [0, n), positives in rows [n, 2n): one feature batch and one model call for both.
+        audio.assign(2 * n * static_cast<size_t>(L), 0.0f);
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < static_cast<long>(n); ++i)
+            data::render_item(cache, items[chunk[i]], L, audio.data() + i * L, audio.data() + (n + i) * L);
+        std::vector<const float*> clips(2 * n);
+        for (size_t i = 0; i < 2 * n; ++i) clips[i] = audio.data() + i * L;
+        at::Tensor feats = at::empty({static_cast<int64_t>(2 * n), C, features::kNMels, T}, at::kFloat);
+        features::compute_batch(frontend, clips, static_cast<size_t>(L), feats.data_ptr<float>());
+        const at::Tensor emb = m.embed(feats, o.mode);
+        const at::Tensor A = emb.slice(0, 0, static_cast<int64_t>(n));
+        const at::Tensor P = emb.slice(0, static_cast<int64_t>(n), static_cast<int64_t>(2 * n));
+        for (size_t i = 0; i < n; ++i) row_of[chunk[i]] = static_cast<int64_t>(i);
+        score_batches(m, A, P, plan.batches, b0, b1, row_of, r);
+        if (progress) progress(b1, total);
+    }
+    summarize(r);
+    return r;
+}
+
+}  // namespace cocola::eval

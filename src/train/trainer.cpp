@@ -1,0 +1,419 @@
+// The contrastive training loop: data schedule, on-the-fly features, Adam, validation, checkpoints, resume.
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cocola/error.hpp"
+#include "cocola/fsutil.hpp"
+#include "cocola/rng.hpp"
+#include "cocola/safetensors.hpp"
+#include "cocola/train.hpp"
+#include "model/cocola_net.hpp"
+
+namespace cocola::train {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// ---------------------------------------------------------------- options <-> JSON
+
+nlohmann::json to_json(const TrainOptions& o) {
+    return {{"caches", o.caches},
+            {"frontend", features::frontend_name(o.frontend)},
+            {"similarity", model::similarity_name(o.similarity)},
+            {"pair_mode", o.pair_mode == data::PairMode::SubMix ? "submix" : "single"},
+            {"batch", o.batch},
+            {"lr", o.lr},
+            {"steps", o.steps},
+            {"noise_sigma", o.noise_sigma},
+            {"max_overlap", o.max_overlap},
+            {"dropout", o.dropout},
+            {"seed", o.seed},
+            {"val_every", o.val_every},
+            {"val_batches", o.val_batches},
+            {"checkpoint_every", o.checkpoint_every},
+            {"device", o.device},
+            {"init_from", o.init_from}};
+}
+
+TrainOptions from_json(const nlohmann::json& j) {
+    TrainOptions o;
+    o.caches = j.at("caches").get<std::vector<std::string>>();
+    o.frontend = features::parse_frontend(j.at("frontend"));
+    o.similarity = model::parse_similarity(j.at("similarity"));
+    o.pair_mode = j.at("pair_mode") == "single" ? data::PairMode::SingleStem : data::PairMode::SubMix;
+    o.batch = j.at("batch");
+    o.lr = j.at("lr");
+    o.steps = j.at("steps");
+    o.noise_sigma = j.at("noise_sigma");
+    o.max_overlap = j.at("max_overlap");
+    o.dropout = j.at("dropout");
+    o.seed = j.at("seed");
+    o.val_every = j.at("val_every");
+    o.val_batches = j.at("val_batches");
+    o.checkpoint_every = j.at("checkpoint_every");
+    o.device = j.value("device", "cpu");
+    o.init_from = j.value("init_from", "");
+    return o;
+}
+
+// ---------------------------------------------------------------- Adam (PyTorch's, defaults)
+// Written out rather than torch::optim::Adam so that its state is ours to save and restore with the same
+// tensor names in LibTorch 1.13 and 2.x.
+struct Adam {
+    std::vector<std::pair<std::string, at::Tensor>> params;
+    std::vector<at::Tensor> m, v;
+    int64_t t = 0;
+    double lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+
+    Adam(std::vector<std::pair<std::string, at::Tensor>> p, double lr_) : params(std::move(p)), lr(lr_) {
+        for (auto& [n, x] : params) {
+            m.push_back(at::zeros_like(x));
+            v.push_back(at::zeros_like(x));
+        }
+    }
+    void step() {
+        torch::NoGradGuard no_grad;
+        ++t;
+        const double bc1 = 1 - std::pow(beta1, static_cast<double>(t)), bc2 = 1 - std::pow(beta2, static_cast<double>(t));
+        for (size_t i = 0; i < params.size(); ++i) {
+            at::Tensor& p = params[i].second;
+            if (!p.grad().defined()) continue;
+            const at::Tensor g = p.grad();
+            m[i].mul_(beta1).add_(g, 1 - beta1);
+            v[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
+            at::Tensor denom = (v[i].sqrt() / std::sqrt(bc2)).add_(eps);
+            p.addcdiv_(m[i], denom, -lr / bc1);
+        }
+    }
+    void zero_grad() {
+        for (auto& [n, p] : params)
+            if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+};
+
+// ---------------------------------------------------------------- the data schedule
+// Step s -> (source, epoch, batch). Each global epoch lists every batch of every source's epoch plan,
+// shuffled with (seed, epoch): mixing several datasets as one training set, as the paper's "All".
+struct Schedule {
+    std::vector<const data::PairSampler*> samplers;
+    uint64_t seed = 0;
+    struct Entry {
+        int source;
+        size_t batch;
+    };
+    mutable int cached_epoch = -1;
+    mutable int64_t cached_start = 0;
+    mutable std::vector<Entry> cached;
+
+    std::vector<Entry> epoch_list(int e) const {
+        std::vector<Entry> list;
+        for (size_t d = 0; d < samplers.size(); ++d)
+            for (size_t i = 0; i < samplers[d]->batches_per_epoch(e); ++i) list.push_back({static_cast<int>(d), i});
+        Rng rng(mix_seed(seed ^ 0x5C4EDu, static_cast<uint64_t>(e)));
+        rng.shuffle(list);
+        return list;
+    }
+    // Returns the entry for step s and its epoch. Epochs are walked from the last one looked up.
+    Entry at(int64_t s, int& epoch) const {
+        if (cached_epoch < 0 || s < cached_start) {
+            cached_epoch = 0;
+            cached_start = 0;
+            cached = epoch_list(0);
+        }
+        while (s >= cached_start + static_cast<int64_t>(cached.size())) {
+            if (cached.empty()) throw Error("the training data yields no batches (too few tracks for the batch size?)");
+            cached_start += static_cast<int64_t>(cached.size());
+            cached = epoch_list(++cached_epoch);
+        }
+        epoch = cached_epoch;
+        return cached[static_cast<size_t>(s - cached_start)];
+    }
+};
+
+// A batch ready for the model: features of [anchors; positives] and what the log needs.
+struct ReadyBatch {
+    at::Tensor features;  // [2K, C, 64, T]
+    int epoch = 0;
+    double feature_seconds = 0;
+};
+
+ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
+    // Runs on the prefetch thread, single-threaded, while the model trains on the others.
+    omp_set_num_threads(1);
+    ReadyBatch r;
+    const auto e = sched.at(step, r.epoch);
+    data::PairBatch b = sched.samplers[e.source]->batch(r.epoch, e.batch);
+    const auto t0 = Clock::now();
+    Rng rng(mix_seed(o.seed ^ 0xA0153u, static_cast<uint64_t>(step)));
+    // Gaussian noise on the positives (Box-Muller on our portable generator).
+    if (o.noise_sigma > 0)
+        for (size_t i = 0; i < b.positive.size(); i += 2) {
+            const double u1 = std::max(rng.uniform(), 1e-300), u2 = rng.uniform();
+            const double r = o.noise_sigma * std::sqrt(-2 * std::log(u1));
+            b.positive[i] += static_cast<float>(r * std::cos(2 * M_PI * u2));
+            if (i + 1 < b.positive.size()) b.positive[i + 1] += static_cast<float>(r * std::sin(2 * M_PI * u2));
+        }
+    const int K = b.K;
+    const int C = features::num_channels(o.frontend), T = features::num_frames(static_cast<size_t>(b.L));
+    std::vector<const float*> clips;
+    for (int k = 0; k < K; ++k) clips.push_back(b.anchor.data() + static_cast<size_t>(k) * b.L);
+    for (int k = 0; k < K; ++k) clips.push_back(b.positive.data() + static_cast<size_t>(k) * b.L);
+    r.features = at::empty({2 * K, C, features::kNMels, T}, at::kFloat);
+    features::compute_batch(o.frontend, clips, static_cast<size_t>(b.L), r.features.data_ptr<float>());
+    if (C == 2) {
+        // The reference's random channel masking for harmonic/percussive models: per pair, both channels,
+        // harmonic only or percussive only (the same choice for anchor and positive).
+        for (int k = 0; k < K; ++k) {
+            const int64_t c = rng.range(0, 2);
+            if (c == 0) continue;
+            const int zero_ch = c == 1 ? 1 : 0;
+            r.features[k][zero_ch].zero_();
+            r.features[K + k][zero_ch].zero_();
+        }
+    }
+    r.feature_seconds = seconds_since(t0);
+    return r;
+}
+
+// ---------------------------------------------------------------- validation
+
+struct ValSet {
+    const data::StemCache* cache;
+    std::vector<data::EvalItem> items;
+};
+
+std::pair<double, double> validate(model::Model& m, const std::vector<ValSet>& sets, const TrainOptions& o) {
+    auto& net = m.net();
+    torch::NoGradGuard no_grad;
+    net.eval();
+    double loss = 0, acc = 0;
+    int batches = 0;
+    const int K = o.batch;
+    const int64_t L = 80000;
+    for (const auto& vs : sets) {
+        int in_set = 0;
+        for (size_t s = 0; s + K <= vs.items.size() && in_set < o.val_batches; s += K, ++in_set) {
+            std::vector<float> a(static_cast<size_t>(K) * L), p(a.size());
+            for (int k = 0; k < K; ++k) data::render_item(*vs.cache, vs.items[s + k], L, a.data() + k * L, p.data() + k * L);
+            std::vector<const float*> clips;
+            for (int k = 0; k < K; ++k) clips.push_back(a.data() + k * L);
+            for (int k = 0; k < K; ++k) clips.push_back(p.data() + k * L);
+            const int C = features::num_channels(o.frontend);
+            at::Tensor f = at::empty({2 * K, C, features::kNMels, features::num_frames(L)}, at::kFloat);
+            features::compute_batch(o.frontend, clips, L, f.data_ptr<float>());
+            at::Tensor e = net.embed(f.to(m.device()));
+            at::Tensor S = net.similarity(e.slice(0, 0, K), e.slice(0, K));
+            at::Tensor target = at::arange(K, at::TensorOptions().dtype(at::kLong).device(m.device()));
+            loss += at::nll_loss(at::log_softmax(S, 1), target).item<double>();
+            acc += S.argmax(1).eq(target).to(at::kFloat).mean().item<double>();
+            ++batches;
+        }
+    }
+    net.train();
+    if (batches == 0) return {-1, -1};
+    return {loss / batches, acc / batches};
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+std::vector<std::pair<std::string, at::Tensor>> model_state(model::Model& m) {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& p : m.net().named_parameters()) out.emplace_back(p.key(), p.value());
+    for (const auto& b : m.net().named_buffers()) out.emplace_back(b.key(), b.value());
+    return out;
+}
+
+void save_checkpoint(const std::string& run_dir, model::Model& m, const Adam& adam, int64_t step, double best_val,
+                     const TrainOptions& o) {
+    // One file holds the model, the optimizer and the step, written atomically: a kill at any moment leaves
+    // either the previous checkpoint or this one, never a mix.
+    auto state = model_state(m);
+    for (size_t i = 0; i < adam.params.size(); ++i) {
+        state.emplace_back("adam.m." + adam.params[i].first, adam.m[i]);
+        state.emplace_back("adam.v." + adam.params[i].first, adam.v[i]);
+    }
+    std::map<std::string, std::string> meta = {{"step", std::to_string(step)},
+                                               {"adam_t", std::to_string(adam.t)},
+                                               {"best_val_loss", std::to_string(best_val)},
+                                               {"options", to_json(o).dump()},
+                                               {"format", "cocola training checkpoint"}};
+    safetensors::save(run_dir + "/checkpoint.safetensors", state, meta);
+    m.save(run_dir + "/last.safetensors", {{"step", std::to_string(step)}, {"trained_by", "cocola train"}});
+}
+
+void load_checkpoint(const std::string& path, model::Model& m, Adam& adam, int64_t& step, double& best_val) {
+    auto f = safetensors::load(path);
+    torch::NoGradGuard no_grad;
+    auto copy = [&](const std::string& name, at::Tensor& dst) {
+        const at::Tensor* t = f.find(name);
+        if (!t) throw Error(path + ": missing tensor " + name);
+        if (t->sizes() != dst.sizes()) throw Error(path + ": tensor " + name + " has the wrong shape");
+        dst.copy_(*t);
+    };
+    for (auto& [n, t] : model_state(m)) copy(n, t);
+    for (size_t i = 0; i < adam.params.size(); ++i) {
+        copy("adam.m." + adam.params[i].first, adam.m[i]);
+        copy("adam.v." + adam.params[i].first, adam.v[i]);
+    }
+    try {
+        step = std::stoll(f.metadata.at("step"));
+        adam.t = std::stoll(f.metadata.at("adam_t"));
+        best_val = std::stod(f.metadata.at("best_val_loss"));
+    } catch (const std::exception&) {
+        throw Error(path + ": missing or malformed step/adam_t/best_val_loss metadata");
+    }
+}
+
+const char* kLogHeader = "step,epoch,loss,accuracy,val_loss,val_accuracy,step_seconds,feature_seconds";
+
+void append_log(const std::string& run_dir, const StepLog& s) {
+    std::ofstream f(run_dir + "/log.csv", std::ios::app);
+    f << s.step << "," << s.epoch << "," << s.loss << "," << s.accuracy << ",";
+    if (s.val_loss >= 0) f << s.val_loss << "," << s.val_accuracy;
+    else f << ",";
+    f << "," << s.seconds << "," << s.feature_seconds << "\n";
+}
+
+// Keeps the log lines up to `step` (a resumed run rewrites what the killed run logged after its checkpoint).
+void truncate_log(const std::string& run_dir, int64_t step) {
+    std::ifstream in(run_dir + "/log.csv");
+    std::string out = std::string(kLogHeader) + "\n", line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        if (std::stoll(line.substr(0, line.find(','))) <= step) out += line + "\n";
+    }
+    fsutil::write_file_atomically(run_dir + "/log.csv", out);
+}
+
+}  // namespace
+
+TrainOptions read_run_options(const std::string& run_dir) {
+    std::ifstream in(run_dir + "/options.json");
+    if (!in) throw Error(run_dir + ": not a training run (no options.json)");
+    try {
+        return from_json(nlohmann::json::parse(in));
+    } catch (const std::exception& e) {
+        throw Error(run_dir + "/options.json: malformed (" + e.what() + ")");
+    }
+}
+
+void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::function<bool()>& stop) {
+    if (o.caches.empty()) throw Error("no training data given");
+    if (o.batch < 2) throw Error("batch must be at least 2 (the loss contrasts each pair with the others)");
+    fs::create_directories(o.run_dir);
+    const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
+
+    // Data.
+    std::vector<std::unique_ptr<data::StemCache>> caches;
+    std::vector<std::unique_ptr<data::PairSampler>> samplers;
+    Schedule sched;
+    sched.seed = o.seed;
+    std::vector<ValSet> val;
+    for (const auto& dir : o.caches) {
+        caches.push_back(std::make_unique<data::StemCache>(dir));
+        data::SamplerOptions so;
+        so.batch = o.batch;
+        so.max_overlap = o.max_overlap;
+        so.mode = o.pair_mode;
+        so.split = "train";
+        so.seed = mix_seed(o.seed, caches.size());
+        samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
+        sched.samplers.push_back(samplers.back().get());
+        const auto splits = caches.back()->splits();
+        for (const char* vs : {"valid", "validation", "test"})
+            if (std::find(splits.begin(), splits.end(), vs) != splits.end()) {
+                auto items = data::fixed_protocol(*caches.back(), vs, 80000, o.pair_mode);
+                Rng(data::kProtocolSeed).shuffle(items);  // mix tracks within validation batches
+                val.push_back({caches.back().get(), std::move(items)});
+                break;
+            }
+    }
+
+    // Model and optimizer.
+    model::Config cfg;
+    cfg.frontend = o.frontend;
+    cfg.similarity = o.similarity;
+    cfg.dropout = o.dropout;
+    model::Model m = o.init_from.empty() ? model::Model(cfg, o.seed) : model::Model::load(o.init_from);
+    if (m.config().frontend != o.frontend) throw Error(o.init_from + ": its front-end differs from --frontend");
+    m.to(device);
+    std::vector<std::pair<std::string, at::Tensor>> params;
+    for (const auto& p : m.net().named_parameters()) params.emplace_back(p.key(), p.value());
+    Adam adam(params, o.lr);
+
+    int64_t step = 0;
+    double best_val = 1e300;
+    const std::string ckpt = o.run_dir + "/checkpoint.safetensors";
+    if (resume) {
+        if (!fs::exists(ckpt)) throw Error(o.run_dir + ": nothing to resume (no checkpoint.safetensors)");
+        load_checkpoint(ckpt, m, adam, step, best_val);
+        truncate_log(o.run_dir, step);
+    } else {
+        if (fs::exists(ckpt)) throw Error(o.run_dir + ": a run already exists here; use --resume or another --out");
+        fsutil::write_file_atomically(o.run_dir + "/options.json", to_json(o).dump(2) + "\n");
+        fsutil::write_file_atomically(o.run_dir + "/log.csv", std::string(kLogHeader) + "\n");
+    }
+    m.net().train();
+
+    auto prefetch = [&](int64_t s) { return std::async(std::launch::async, prepare, std::cref(sched), std::cref(o), s); };
+    std::future<ReadyBatch> next;
+    if (step < o.steps) next = prefetch(step);
+    while (step < o.steps) {
+        const auto t0 = Clock::now();
+        ReadyBatch rb = next.get();  // the model waits here only if features are slower than a step
+        if (step + 1 < o.steps) next = prefetch(step + 1);
+        const int K = static_cast<int>(rb.features.size(0) / 2);
+        // Dropout and drop-connect draw from torch's generator: seeded per step, so a resumed run draws the same.
+        at::manual_seed(mix_seed(o.seed ^ 0xD309u, static_cast<uint64_t>(step)));
+        at::Tensor e = m.net().embed(rb.features.to(device));
+        at::Tensor S = m.net().similarity(e.slice(0, 0, K), e.slice(0, K));
+        at::Tensor target = at::arange(K, at::TensorOptions().dtype(at::kLong).device(device));
+        at::Tensor loss = at::nll_loss(at::log_softmax(S, 1), target);
+        adam.zero_grad();
+        loss.backward();
+        adam.step();
+        m.weights_changed();
+        ++step;
+
+        StepLog log;
+        log.step = step;
+        log.epoch = rb.epoch;
+        log.loss = loss.item<double>();
+        log.accuracy = S.argmax(1).eq(target).to(at::kFloat).mean().item<double>();
+        log.feature_seconds = rb.feature_seconds;
+        const bool validate_now = o.val_every > 0 && (step % o.val_every == 0 || step == o.steps);
+        if (validate_now && !val.empty()) {
+            auto [vl, va] = validate(m, val, o);
+            log.val_loss = vl;
+            log.val_accuracy = va;
+            if (vl >= 0 && vl < best_val) {
+                best_val = vl;
+                m.save(o.run_dir + "/best.safetensors", {{"step", std::to_string(step)},
+                                                         {"val_loss", std::to_string(vl)},
+                                                         {"val_accuracy", std::to_string(va)}});
+            }
+        }
+        log.seconds = seconds_since(t0);
+        append_log(o.run_dir, log);
+        const bool stopping = stop && stop();
+        if (step % std::max(1, o.checkpoint_every) == 0 || step == o.steps || stopping || validate_now)
+            save_checkpoint(o.run_dir, m, adam, step, best_val, o);
+        if (on_step) on_step(log, o.steps);
+        if (stopping) break;
+    }
+    if (next.valid()) next.wait();
+    write_curves_svg(o.run_dir);
+}
+
+}  // namespace cocola::train
