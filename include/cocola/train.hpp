@@ -10,6 +10,8 @@
 
 namespace cocola::train {
 
+enum class LossKind { Paper, Symmetric };
+
 struct TrainOptions {
     std::vector<std::string> caches;  // stem caches (cocola data index); several = the paper's "All" mix
     std::string run_dir;              // checkpoints, log.csv, curves.svg
@@ -28,6 +30,7 @@ struct TrainOptions {
     int checkpoint_every = 25; // steps between "last" checkpoints
     std::string device = "cpu";
     std::string init_from;     // optional .safetensors to start from (fine-tuning)
+    LossKind loss = LossKind::Paper;  // see contrastive_logits in src/train/trainer.cpp
 };
 
 struct StepLog {

@@ -23,6 +23,7 @@ Runner add_train_command(CLI::App& app) {
     struct Opts {
         train::TrainOptions t;
         std::vector<std::string> data;
+        std::string loss = "paper";
         std::string frontend = "hpss", similarity = "bilinear", resume, cache_dir = data::default_cache_dir();
         bool single = false;
     };
@@ -35,6 +36,10 @@ Runner add_train_command(CLI::App& app) {
     app.add_option("--frontend", o->frontend, "mel or hpss")->check(CLI::IsMember({"mel", "hpss"}))->capture_default_str();
     app.add_option("--similarity", o->similarity, "bilinear (the paper) or cosine (its ablation)")
         ->check(CLI::IsMember({"bilinear", "cosine"}))->capture_default_str();
+    app.add_option("--loss", o->loss,
+                   "paper: cross-entropy over the K x K anchor/positive matrix; symmetric: each of the 2K "
+                   "embeddings against the 2K-1 others (as the reference code trains)")
+        ->check(CLI::IsMember({"paper", "symmetric"}))->capture_default_str();
     app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
@@ -66,6 +71,7 @@ Runner add_train_command(CLI::App& app) {
             if (t.run_dir.empty()) throw Error("-o/--out RUN_DIR is required");
             t.frontend = features::parse_frontend(o->frontend);
             t.similarity = model::parse_similarity(o->similarity);
+            t.loss = o->loss == "symmetric" ? train::LossKind::Symmetric : train::LossKind::Paper;
             t.pair_mode = o->single ? data::PairMode::SingleStem : data::PairMode::SubMix;
             for (const auto& d : o->data) {
                 Progress bar("index " + d, 1);

@@ -42,7 +42,8 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"val_batches", o.val_batches},
             {"checkpoint_every", o.checkpoint_every},
             {"device", o.device},
-            {"init_from", o.init_from}};
+            {"init_from", o.init_from},
+            {"loss", o.loss == LossKind::Paper ? "paper" : "symmetric"}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -63,6 +64,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.checkpoint_every = j.at("checkpoint_every");
     o.device = j.value("device", "cpu");
     o.init_from = j.value("init_from", "");
+    o.loss = j.value("loss", "paper") == "symmetric" ? LossKind::Symmetric : LossKind::Paper;
     return o;
 }
 
@@ -183,6 +185,25 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
     }
     r.feature_seconds = seconds_since(t0);
     return r;
+}
+
+// ---------------------------------------------------------------- the loss
+// Logits and targets of the contrastive cross-entropy for embeddings e = [anchors; positives] ([2K, D]).
+//   paper:     S = sim(anchors, positives), K x K, the positive of row i in column i (the paper's Eq.).
+//   symmetric: every embedding against the 2K - 1 others (self removed), the partner as target: the
+//              variant the reference code trains with (twice the rows, anchors also as negatives).
+void contrastive_logits(model::CocolaNet& net, const at::Tensor& e, int K, LossKind kind, at::Tensor& S, at::Tensor& target) {
+    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(e.device());
+    if (kind == LossKind::Paper) {
+        S = net.similarity(e.slice(0, 0, K), e.slice(0, K));
+        target = at::arange(K, long_opts);
+        return;
+    }
+    at::Tensor full = net.similarity(e, e);
+    at::Tensor keep = at::eye(2 * K, at::TensorOptions().dtype(at::kBool).device(e.device())).logical_not();
+    S = full.masked_select(keep).reshape({2 * K, 2 * K - 1});
+    // Row i < K: its partner K + i sits at column K + i - 1 once the diagonal is gone; row K + i: column i.
+    target = at::cat({at::arange(K - 1, 2 * K - 1, long_opts), at::arange(0, K, long_opts)});
 }
 
 // ---------------------------------------------------------------- validation
@@ -377,8 +398,8 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         // Dropout and drop-connect draw from torch's generator: seeded per step, so a resumed run draws the same.
         at::manual_seed(mix_seed(o.seed ^ 0xD309u, static_cast<uint64_t>(step)));
         at::Tensor e = m.net().embed(rb.features.to(device));
-        at::Tensor S = m.net().similarity(e.slice(0, 0, K), e.slice(0, K));
-        at::Tensor target = at::arange(K, at::TensorOptions().dtype(at::kLong).device(device));
+        at::Tensor S, target;
+        contrastive_logits(m.net(), e, K, o.loss, S, target);
         at::Tensor loss = at::nll_loss(at::log_softmax(S, 1), target);
         adam.zero_grad();
         loss.backward();
