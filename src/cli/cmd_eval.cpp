@@ -203,9 +203,10 @@ Runner add_eval_command(CLI::App& app) {
         for (size_t d = 0; d < o->data.size(); ++d) {
             auto& ds = sets[d];
             ds.input = o->data[d];
-            if (!data::is_cache(ds.input) && fs::is_directory(ds.input))
-                std::fprintf(stderr, "%s: indexing into a cache under %s (once; later runs reuse it)\n",
-                             ds.input.c_str(), cache_parent.c_str());
+            if (!data::is_cache(ds.input) && fs::is_directory(ds.input) &&
+                !data::is_cache(data::cache_dir_for(ds.input, cache_parent)))
+                std::fprintf(stderr, "%s: indexing into %s (once; later runs reuse it)\n", ds.input.c_str(),
+                             data::cache_dir_for(ds.input, cache_parent).c_str());
             std::unique_ptr<Progress> bar;
             ds.cache_dir = data::ensure_cache(ds.input, cache_parent, [&](size_t done, size_t total, const std::string& msg) {
                 if (!bar) bar = std::make_unique<Progress>("index " + folder_name(ds.input), total);

@@ -323,7 +323,9 @@ TrainOptions read_run_options(const std::string& run_dir) {
     std::ifstream in(run_dir + "/options.json");
     if (!in) throw Error(run_dir + ": not a training run (no options.json)");
     try {
-        return from_json(nlohmann::json::parse(in));
+        TrainOptions o = from_json(nlohmann::json::parse(in));
+        o.run_dir = run_dir;
+        return o;
     } catch (const std::exception& e) {
         throw Error(run_dir + "/options.json: malformed (" + e.what() + ")");
     }
@@ -333,6 +335,9 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     if (o.caches.empty()) throw Error("no training data given");
     if (o.batch < 2) throw Error("batch must be at least 2 (the loss contrasts each pair with the others)");
     fs::create_directories(o.run_dir);
+    // A kill during a write leaves its temp file behind (never a half-written target): clear those.
+    for (const auto& entry : fs::directory_iterator(o.run_dir))
+        if (entry.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(entry.path());
     const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
 
     // Data.

@@ -1,0 +1,291 @@
+// Coherent sub-mix classification (Eq. 8): batching, accuracy on embeddings, a whole evaluation that must score
+// 100%, random embeddings at chance, `ensure_cache`, and the `cocola eval` cross table end to end.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cocola/audio.hpp"
+#include "cocola/data.hpp"
+#include "cocola/error.hpp"
+#include "cocola/evaluate.hpp"
+#include "cocola/model.hpp"
+#include "model/cocola_net.hpp"
+#include "model/torch_includes.hpp"
+#include "test_util.hpp"
+
+namespace fs = std::filesystem;
+using namespace cocola;
+using testutil::run_cli;
+
+namespace {
+
+std::string golden_model(const std::string& kind) {
+    return testutil::golden("models/cocola_" + kind + "_seed0.safetensors");
+}
+
+// A generic-layout set <root>/<split>/<track>/{a,b}.wav in which both stems of a track are the same signal, so
+// every protocol item's anchor and positive sub-mixes (one stem each) are identical. Tracks differ in pitch,
+// timbre and rhythm so that their embeddings differ.
+void write_twin_stem_set(const std::string& root, int tracks, double seconds, const std::string& split = "test") {
+    const size_t n = static_cast<size_t>(seconds * 16000);
+    for (int t = 0; t < tracks; ++t) {
+        std::vector<float> x(n);
+        const double f0 = 110.0 * std::pow(2.0, t * 5 / 12.0);
+        const double beat = 0.25 + 0.05 * t;
+        for (size_t i = 0; i < n; ++i) {
+            const double s = i / 16000.0;
+            const double env = std::exp(-std::fmod(s, beat) * (4.0 + t));
+            double v = 0;
+            for (int h = 1; h <= 1 + t % 4; ++h) v += std::sin(2 * M_PI * f0 * h * s) / h;
+            x[i] = static_cast<float>(0.3 * env * v);
+        }
+        const fs::path dir = fs::path(root) / split / ("track" + std::to_string(t));
+        fs::create_directories(dir);
+        audio::write_wav((dir / "a.wav").string(), x);
+        audio::write_wav((dir / "b.wav").string(), x);
+    }
+}
+
+// The golden mel model's encoder with cosine similarity. A freshly initialized encoder is no use here: its
+// untrained BatchNorms saturate, and every input comes out as the same embedding (measured: cosine 1 between all
+// tracks), so ties would decide. The golden weights tell these tracks apart (cosines 0.45-0.93 between tracks).
+model::Model golden_mel_with_cosine() {
+    const model::Model gold = model::Model::load(golden_model("mel"));
+    model::Config c = gold.config();
+    c.similarity = model::Similarity::Cosine;
+    model::Model m(c, 0);
+    torch::NoGradGuard no_grad;
+    const auto src_p = gold.net().named_parameters(), src_b = gold.net().named_buffers();
+    for (auto& kv : m.net().named_parameters()) {
+        const at::Tensor* src = src_p.find(kv.key());
+        if (!src) throw Error("golden mel model lacks " + kv.key());
+        kv.value().copy_(*src);
+    }
+    for (auto& kv : m.net().named_buffers()) {
+        const at::Tensor* src = src_b.find(kv.key());
+        if (!src) throw Error("golden mel model lacks " + kv.key());
+        kv.value().copy_(*src);
+    }
+    m.weights_changed();
+    return m;
+}
+
+}  // namespace
+
+TEST(Batching, DistinctTracksDeterministicAndComplete) {
+    // 10 tracks with 1..10 items each: skewed, as real splits are.
+    std::vector<uint32_t> track;
+    for (uint32_t t = 0; t < 10; ++t)
+        for (uint32_t i = 0; i <= t; ++i) track.push_back(t);
+    for (int k : {2, 3, 4}) {
+        auto b = eval::make_batches(track, k, 7);
+        auto again = eval::make_batches(track, k, 7);
+        EXPECT_EQ(b.batches, again.batches);
+        std::set<size_t> used;
+        size_t mixed = 0;
+        for (size_t i = 0; i < b.batches.size(); ++i) {
+            ASSERT_EQ(b.batches[i].size(), static_cast<size_t>(k));
+            std::set<uint32_t> tr;
+            for (size_t it : b.batches[i]) {
+                EXPECT_TRUE(used.insert(it).second) << "item in two batches";
+                tr.insert(track[it]);
+            }
+            EXPECT_EQ(tr.size() < static_cast<size_t>(k), static_cast<bool>(b.same_track[i]));
+            mixed += tr.size() == static_cast<size_t>(k);
+        }
+        EXPECT_EQ(used.size() + b.dropped, track.size());
+        EXPECT_LT(b.dropped, static_cast<size_t>(k));
+        // Almost every batch spreads over distinct tracks; only the tail of the largest tracks cannot.
+        EXPECT_GE(mixed, b.batches.size() * 3 / 4) << "k=" << k;
+    }
+    EXPECT_NE(eval::make_batches(track, 2, 7).batches, eval::make_batches(track, 2, 8).batches);
+    // One track only: batches still form, all of them flagged.
+    auto one = eval::make_batches(std::vector<uint32_t>(9, 3), 2, 0);
+    EXPECT_EQ(one.batches.size(), 4u);
+    EXPECT_EQ(one.dropped, 1u);
+    for (bool s : one.same_track) EXPECT_TRUE(s);
+    EXPECT_THROW(eval::make_batches(track, 1, 0), Error);
+}
+
+TEST(Accuracy, IdenticalEmbeddingsWithCosineScoreAll) {
+    model::Config c;
+    c.similarity = model::Similarity::Cosine;
+    model::Model m(c, 3);
+    at::manual_seed(1);
+    const at::Tensor a = at::randn({64, 512});
+    std::vector<uint32_t> track(64);
+    for (size_t i = 0; i < track.size(); ++i) track[i] = static_cast<uint32_t>(i);
+    auto b = eval::make_batches(track, 4, 0);
+    auto r = eval::evaluate_embeddings(m, a, a.clone(), b.batches);
+    EXPECT_EQ(r.batches, 16u);
+    EXPECT_EQ(r.items, 64u);
+    EXPECT_DOUBLE_EQ(r.accuracy, 1.0);
+    EXPECT_DOUBLE_EQ(r.ci95, 0.0);
+    // Rows scrambled against their positives: each anchor's own pair is now someone else's; nothing is right.
+    const at::Tensor shifted = at::roll(a, 1, 0);
+    std::vector<std::vector<size_t>> consecutive;
+    for (size_t i = 0; i < 64; i += 4) consecutive.push_back({i, i + 1, i + 2, i + 3});
+    auto wrong = eval::evaluate_embeddings(m, a, shifted, consecutive);
+    // Positive of row i is anchor i-1, which sits in column i-1 of the same batch except for the first row.
+    EXPECT_LE(wrong.accuracy, 0.25 + 1e-9);
+}
+
+TEST(Accuracy, RandomEmbeddingsScoreAboutOneOverK) {
+    model::Model m(model::Config{}, 5);  // bilinear with its random W: row choices are still exchangeable
+    at::manual_seed(2);
+    const int64_t N = 4000;
+    const at::Tensor a = at::randn({N, 512}).tanh(), p = at::randn({N, 512}).tanh();
+    std::vector<uint32_t> track(N);
+    for (int64_t i = 0; i < N; ++i) track[i] = static_cast<uint32_t>(i);
+    for (int k : {2, 4}) {
+        auto b = eval::make_batches(track, k, 11);
+        auto r = eval::evaluate_embeddings(m, a, p, b.batches);
+        EXPECT_EQ(r.batches, static_cast<size_t>(N / k));
+        // The standard error is about 0.008 (K=2) and 0.007 (K=4): 0.03 is about four of them.
+        EXPECT_NEAR(r.accuracy, 1.0 / k, 0.03) << "K=" << k;
+        EXPECT_GT(r.ci95, 0.005);
+        EXPECT_LT(r.ci95, 0.03);
+        EXPECT_NEAR(r.ci95, 1.96 * r.sd / std::sqrt(static_cast<double>(r.batches)), 1e-12);
+    }
+}
+
+TEST(Accuracy, EnsureCacheIndexesOnceAndTellsRootsApart) {
+    const std::string dir = testutil::temp_dir("eval_ensure");
+    write_twin_stem_set(dir + "/x/set", 3, 6.0);
+    write_twin_stem_set(dir + "/y/set", 3, 6.0);
+    const std::string parent = dir + "/caches";
+    const std::string c1 = data::ensure_cache(dir + "/x/set", parent);
+    EXPECT_TRUE(data::is_cache(c1));
+    EXPECT_EQ(fs::path(c1).parent_path(), fs::path(parent));
+    EXPECT_EQ(fs::path(c1).filename().string().rfind("set-", 0), 0u);
+    size_t calls = 0, reused_total = 0;
+    EXPECT_EQ(data::ensure_cache(dir + "/x/set/", parent, [&](size_t, size_t total, const std::string&) {
+                  ++calls;
+                  reused_total = total;
+              }),
+              c1);
+    EXPECT_EQ(calls, 3u);
+    EXPECT_EQ(reused_total, 3u);
+    EXPECT_EQ(data::ensure_cache(c1, parent), c1);  // a cache is used as it is
+    EXPECT_NE(data::ensure_cache(dir + "/y/set", parent), c1);
+    EXPECT_THROW(data::ensure_cache(dir + "/missing", parent), Error);
+}
+
+TEST(Accuracy, WholeEvaluationOfIdenticalSubMixesIs100Percent) {
+    const std::string dir = testutil::temp_dir("eval_twins");
+    write_twin_stem_set(dir + "/twins", 8, 11.0);
+    data::StemCache cache(data::ensure_cache(dir + "/twins", dir + "/caches"));
+    // A real model with cosine similarity: identical inputs give identical embeddings, whose cosine (1) beats
+    // any other track's.
+    const model::Model m = golden_mel_with_cosine();
+    eval::EvalOptions o;
+    o.items_per_call = 10;  // several model calls, one of them partial
+    size_t last = 0, total = 0;
+    auto r = eval::evaluate(m, cache, o, [&](size_t done, size_t t) {
+        EXPECT_GT(done, last);
+        last = done;
+        total = t;
+    });
+    // 11 s tracks: chunks at 0 and 5 s, and at 2.5 and 7.5 s -> 4 items each, 32 items, 16 batches of 2.
+    EXPECT_EQ(r.items, 32u);
+    EXPECT_EQ(r.batches, 16u);
+    EXPECT_EQ(last, total);
+    EXPECT_EQ(r.same_track_batches, 0u);
+    EXPECT_DOUBLE_EQ(r.accuracy, 1.0);
+    EXPECT_DOUBLE_EQ(r.ci95, 0.0);
+    // A split without items is an error naming the cache and the split.
+    o.split = "valid";
+    try {
+        eval::evaluate(m, cache, o);
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("split 'valid'"), std::string::npos) << e.what();
+    }
+}
+
+TEST(EvalCli, CrossTableOfTwoModelsAndTwoSets) {
+    const std::string dir = testutil::temp_dir("eval_cli");
+    for (int s = 0; s < 2; ++s) {
+        auto r = run_cli("--threads 2 synth --tracks 6 --seconds 6 --split test --seed " + std::to_string(s) + " -o " +
+                         dir + "/set" + std::to_string(s));
+        ASSERT_EQ(r.code, 0) << r.out;
+    }
+    // The second test set is given as a cache, the first as a dataset root.
+    auto idx = run_cli("data index " + dir + "/set1 -o " + dir + "/cache1");
+    ASSERT_EQ(idx.code, 0) << idx.out;
+    const std::string models = golden_model("mel") + "," + golden_model("hpss");
+    auto r = run_cli("--threads 2 eval --models " + models + " --data " + dir + "/set0," + dir + "/cache1 --cache-dir " +
+                     dir + "/caches -o " + dir + "/out");
+    ASSERT_EQ(r.code, 0) << r.out;
+    // The markdown on stdout: a header with both sets, one row per model.
+    EXPECT_NE(r.out.find("| model | set0 | set1 |"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| cocola_mel_seed0 |"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| cocola_hpss_seed0 |"), std::string::npos) << r.out;
+
+    std::ifstream in(dir + "/out/eval.json");
+    ASSERT_TRUE(in) << "no eval.json";
+    auto j = nlohmann::json::parse(in);
+    EXPECT_EQ(j["k"], 2);
+    ASSERT_EQ(j["models"].size(), 2u);
+    ASSERT_EQ(j["datasets"].size(), 2u);
+    EXPECT_EQ(j["models"][0]["frontend"], "mel");
+    EXPECT_EQ(j["models"][1]["frontend"], "hpss");
+    ASSERT_EQ(j["results"].size(), 2u);
+    for (int i = 0; i < 2; ++i) {
+        ASSERT_EQ(j["results"][i].size(), 2u);
+        for (int d = 0; d < 2; ++d) {
+            const auto& c = j["results"][i][d];
+            // 6 tracks of 6 s: one chunk at 0 s and one (zero-padded) at 2.5 s each -> 12 items, 6 batches.
+            EXPECT_EQ(c["batches"], 6);
+            EXPECT_EQ(c["items"], 12);
+            const double acc = c["accuracy"].get<double>();
+            EXPECT_GE(acc, 0.0);
+            EXPECT_LE(acc, 1.0);
+            // Batch accuracies with K = 2 are multiples of 1/2.
+            EXPECT_NEAR(acc * 12, std::round(acc * 12), 1e-9);
+        }
+    }
+    // The root was indexed under --cache-dir; the cache was used in place.
+    EXPECT_EQ(fs::path(j["datasets"][0]["cache"].get<std::string>()).parent_path(), fs::path(dir + "/caches"));
+    EXPECT_EQ(j["datasets"][1]["cache"], dir + "/cache1");
+
+    std::ifstream md(dir + "/out/eval.md");
+    std::string mds((std::istreambuf_iterator<char>(md)), {});
+    EXPECT_NE(mds.find("| cocola_hpss_seed0 |"), std::string::npos);
+    std::ifstream svg(dir + "/out/eval_heatmap.svg");
+    std::string svgs((std::istreambuf_iterator<char>(svg)), {});
+    EXPECT_EQ(svgs.rfind("<svg", 0), 0u);
+    size_t cells = 0;
+    for (size_t p = 0; (p = svgs.find("<title>", p)) != std::string::npos; ++p) ++cells;
+    EXPECT_EQ(cells, 4u);
+    EXPECT_NE(svgs.find(">set1</text>"), std::string::npos);
+    EXPECT_NE(svgs.find(">cocola_mel_seed0</text>"), std::string::npos);
+    EXPECT_NE(svgs.find("</svg>"), std::string::npos);
+
+    // --json prints the same object.
+    auto rj = run_cli("--threads 2 eval -m " + golden_model("mel") + " --data " + dir + "/cache1 --json");
+    ASSERT_EQ(rj.code, 0) << rj.out;
+    auto j2 = nlohmann::json::parse(rj.out.substr(rj.out.find("{\n")));
+    EXPECT_EQ(j2["results"][0][0]["accuracy"], j["results"][0][1]["accuracy"]);
+}
+
+TEST(EvalCli, ClearErrors) {
+    const std::string dir = testutil::temp_dir("eval_cli_err");
+    write_twin_stem_set(dir + "/set", 2, 6.0);
+    auto r = run_cli("eval -m " + dir + "/nope.safetensors --data " + dir + "/set --cache-dir " + dir + "/c");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("nope.safetensors: no such model file"), std::string::npos) << r.out;
+    r = run_cli("eval -m " + golden_model("mel") + " --data " + dir + "/missing --cache-dir " + dir + "/c");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("missing: no such dataset or cache"), std::string::npos) << r.out;
+    r = run_cli("eval -m " + golden_model("mel") + " --data " + dir + "/set --split valid --cache-dir " + dir + "/c");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("split 'valid'"), std::string::npos) << r.out;
+    r = run_cli("eval -m " + golden_model("mel") + " --data " + dir + "/set --k 1");
+    EXPECT_NE(r.code, 0);
+}
+
