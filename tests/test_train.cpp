@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -145,17 +146,32 @@ TEST(Train, KillDuringCheckpointingNeverLeavesABrokenCheckpoint) {
     const std::string args = "train --data " + tiny_cache() + " -o " + run +
                              " --batch 4 --steps 1000 --checkpoint-every 1 --val-every 0 --seed 5";
     int kills = 0;
+    auto log_lines = [&] {
+        std::ifstream in(run + "/log.csv");
+        return static_cast<int>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+    };
     for (int attempt = 0; attempt < 4; ++attempt) {
+        const int lines_before = std::max(1, log_lines());  // the header line is there from the start
+        const bool resume = fs::exists(run + "/checkpoint.safetensors");
         pid_t pid = fork();
         if (pid == 0) {
-            std::string cmd = std::string(COCOLA_CLI) + " " + args + (attempt ? " --resume " + run : "") +
-                              " >/dev/null 2>&1";
-            if (attempt) cmd = std::string(COCOLA_CLI) + " train --resume " + run + " >/dev/null 2>&1";
-            execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+            const std::string cmd = !resume ? std::string(COCOLA_CLI) + " " + args
+                                            : std::string(COCOLA_CLI) + " train --resume " + run;
+            execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
             _exit(127);
         }
-        // Kill at different moments, most of them while a checkpoint is being written (every step writes one).
-        usleep(static_cast<useconds_t>((6 + 3 * attempt) * 1000000 + attempt * 137000));
+        // Wait until this process has trained (and so checkpointed, every step) at least one step, then kill it
+        // a little later each time: the kills land at different points of the step/checkpoint cycle.
+        bool exited = false;
+        for (int waited = 0; waited < 3000 && log_lines() <= lines_before; ++waited) {
+            if (waitpid(pid, nullptr, WNOHANG) == pid) {
+                exited = true;
+                break;
+            }
+            usleep(100000);
+        }
+        ASSERT_FALSE(exited) << "cocola train exited on its own (attempt " << attempt << ")";
+        usleep(static_cast<useconds_t>(attempt * 173000));
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);
         ++kills;
