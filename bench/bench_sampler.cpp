@@ -15,7 +15,22 @@ using clk = std::chrono::steady_clock;
 
 static double since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
 
+int run(int argc, char** argv);
+
 int main(int argc, char** argv) {
+    if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+        std::printf("usage: bench_sampler [CACHE]   (without CACHE: a 40-song procedural set is made in /tmp)\n");
+        return 0;
+    }
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_sampler: error: %s\n", e.what());
+        return 1;
+    }
+}
+
+int run(int argc, char** argv) {
     std::string cache_dir, root;
     if (argc > 1) {
         cache_dir = argv[1];
