@@ -55,4 +55,8 @@ TrainOptions read_run_options(const std::string& run_dir);
 // Writes run_dir/curves.svg from run_dir/log.csv (loss and accuracy, training and validation).
 void write_curves_svg(const std::string& run_dir);
 
+// Training accuracy and loss of several runs on one chart (e.g. the paper's cosine vs bilinear ablation).
+void write_comparison_svg(const std::vector<std::string>& run_dirs, const std::vector<std::string>& labels,
+                          const std::string& out_path, const std::string& title);
+
 }  // namespace cocola::train

@@ -1,5 +1,6 @@
 // cocola eval: the paper's Table 2 (coherent sub-mix classification accuracy, Eq. 8) for models x test sets,
 // as markdown, JSON and an SVG heatmap.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -100,7 +101,8 @@ std::string heatmap_svg(const std::vector<std::string>& models, const std::vecto
     double cell_w = 120;
     for (const auto& d : sets) cell_w = std::max(cell_w, text_w(d.name, 13) + 16);
     const double cell_h = 48, top = 70, left = label_w, legend_h = 60;
-    const double W = left + cell_w * sets.size() + 20, H = top + cell_h * models.size() + legend_h;
+    // At least as wide as the title and subtitle lines (about 7 px per character at 13 px).
+    const double W = std::max(left + cell_w * sets.size() + 20, 620.0), H = top + cell_h * models.size() + legend_h;
     std::ostringstream s;
     s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 " << W
       << " " << H << "\" font-family=\"sans-serif\">\n";

@@ -13,6 +13,7 @@ Runner add_features_command(CLI::App& app);
 Runner add_score_command(CLI::App& app);
 Runner add_embed_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
+Runner add_plot_command(CLI::App& app);
 Runner add_synth_command(CLI::App& app);
 Runner add_data_command(CLI::App& app);
 Runner add_eval_command(CLI::App& app);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     add("eval", "Coherent sub-mix classification accuracy (the paper's Table 2) of models on test sets",
         cocola::cli::add_eval_command);
     add("train", "Train COCOLA contrastively on stem datasets (resumable)", cocola::cli::add_train_command);
+    add("plot", "Chart the training curves of one or more runs (SVG)", cocola::cli::add_plot_command);
 
     try {
         app.parse(argc, argv);

@@ -58,6 +58,10 @@ struct CocolaNet : torch::nn::Module {
     at::Tensor similarity_w;  // [D, D] for bilinear; undefined for cosine
     double dropout_p;
 
+    // Training runs channels-last (oneDNN's fastest layout here) when on; the weights are converted in place.
+    void use_channels_last(bool on);
+    bool channels_last = false;
+
     // Full chain with autograd (train or eval mode as set): features -> embeddings [B, D].
     at::Tensor embed(const at::Tensor& features, const ActivationHook& hook = {});
     at::Tensor similarity(const at::Tensor& a, const at::Tensor& b) const;  // [Na, Nb]

@@ -59,14 +59,17 @@ void panel(std::ostringstream& svg, double x0, double y0, double w, double h, co
     }
 }
 
-}  // namespace
+struct RunLog {
+    std::vector<std::pair<double, double>> loss, acc, vloss, vacc;
+};
 
-void write_curves_svg(const std::string& run_dir) {
+RunLog read_log(const std::string& run_dir) {
     std::ifstream in(run_dir + "/log.csv");
-    if (!in) throw Error(run_dir + "/log.csv: cannot open");
+    if (!in) throw Error(run_dir + "/log.csv: cannot open (not a training run?)");
     std::string line;
     std::getline(in, line);
-    std::vector<std::pair<double, double>> loss, acc, vloss, vacc;
+    RunLog r;
+    auto& [loss, acc, vloss, vacc] = r;
     while (std::getline(in, line)) {
         std::vector<std::string> f;
         std::stringstream ss(line);
@@ -81,6 +84,13 @@ void write_curves_svg(const std::string& run_dir) {
             vacc.push_back({step, std::stod(f[5])});
         }
     }
+    return r;
+}
+
+}  // namespace
+
+void write_curves_svg(const std::string& run_dir) {
+    const auto [loss, acc, vloss, vacc] = read_log(run_dir);
     const size_t win = std::max<size_t>(1, loss.size() / 50);
     double lmax = 0.1;
     for (const auto& p : loss) lmax = std::max(lmax, p.second);
@@ -94,6 +104,31 @@ void write_curves_svg(const std::string& run_dir) {
           {{"training (moving average)", "#1f77b4", smooth(acc, win)}, {"validation", "#d62728", vacc, true}}, 0, 1);
     svg << "</svg>\n";
     fsutil::write_file_atomically(run_dir + "/curves.svg", svg.str());
+}
+
+void write_comparison_svg(const std::vector<std::string>& run_dirs, const std::vector<std::string>& labels,
+                          const std::string& out_path, const std::string& title) {
+    static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+    std::vector<Series> acc, loss;
+    double lmax = 0.1;
+    for (size_t i = 0; i < run_dirs.size(); ++i) {
+        const auto r = read_log(run_dirs[i]);
+        const size_t win = std::max<size_t>(1, r.loss.size() / 30);
+        const std::string label = i < labels.size() ? labels[i] : run_dirs[i];
+        const std::string color = colors[i % 6];
+        acc.push_back({label, color, smooth(r.acc, win)});
+        loss.push_back({label, color, smooth(r.loss, win)});
+        for (const auto& p : loss.back().pts) lmax = std::max(lmax, p.second);
+    }
+    std::ostringstream svg;
+    svg << "<svg xmlns='http://www.w3.org/2000/svg' width='900' height='360' font-family='sans-serif'>\n"
+        << "<rect width='900' height='360' fill='white'/>\n"
+        << "<text x='450' y='14' text-anchor='middle' font-size='13'>" << title << "</text>\n";
+    std::ostringstream body;
+    panel(body, 0, 16, 450, 340, "training accuracy (moving average)", acc, 0, 1);
+    panel(body, 450, 16, 450, 340, "training loss (moving average)", loss, 0, lmax);
+    svg << body.str() << "</svg>\n";
+    fsutil::write_file_atomically(out_path, svg.str());
 }
 
 }  // namespace cocola::train

@@ -374,6 +374,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     model::Model m = o.init_from.empty() ? model::Model(cfg, o.seed) : model::Model::load(o.init_from);
     if (m.config().frontend != o.frontend) throw Error(o.init_from + ": its front-end differs from --frontend");
     m.to(device);
+    if (o.device == "cpu") m.net().use_channels_last(true);
     std::vector<std::pair<std::string, at::Tensor>> params;
     for (const auto& p : m.net().named_parameters()) params.emplace_back(p.key(), p.value());
     Adam adam(params, o.lr);
