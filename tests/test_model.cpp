@@ -219,3 +219,14 @@ TEST(Similarity, CosineAblationIsBoundedAndSymmetric) {
     EXPECT_LT(max_abs_diff(S, m.similarity_matrix(b, a).t()), 1e-6);
     EXPECT_LT(max_abs_diff(m.pair_scores(a, b), S.diagonal()), 1e-5);
 }
+
+TEST(Model, InputsTooShortForTheNetworkAreAClearError) {
+    auto m = model::Model::load(model_path("hpss"));
+    EXPECT_NO_THROW(m.embed(at::zeros({1, 2, 64, 32})));
+    try {
+        m.embed(at::zeros({1, 2, 64, 31}));
+        ADD_FAILURE() << "31 frames should be refused";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("too short"), std::string::npos) << e.what();
+    }
+}

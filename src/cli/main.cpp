@@ -46,7 +46,9 @@ int main(int argc, char** argv) {
         std::cerr << "cocola: error: " << e.what() << "\n";
         return 1;
     } catch (const std::exception& e) {
-        std::cerr << "cocola: error: " << e.what() << "\n";
+        // Errors from inside libtorch carry a C++ stack trace after their first line: keep the message only.
+        std::string msg = e.what();
+        std::cerr << "cocola: error: " << msg.substr(0, msg.find('\n')) << "\n";
         return 1;
     }
     return 0;

@@ -16,6 +16,12 @@ size_t hop_samples(const ScoreOptions& o) {
     return std::max<size_t>(1, static_cast<size_t>(std::llround(o.hop_seconds * audio::kSampleRate)));
 }
 
+// Errors from inside libtorch append a C++ stack trace to their message: reports keep the first line.
+std::string first_line(const char* what) {
+    std::string s(what);
+    return s.substr(0, s.find('\n'));
+}
+
 struct Loaded {
     std::vector<float> x;
     std::string error;
@@ -29,7 +35,7 @@ std::vector<Loaded> load_all(const std::vector<std::string>& paths) {
         try {
             out[i].x = audio::load_mono(paths[i]);
         } catch (const std::exception& e) {
-            out[i].error = e.what();
+            out[i].error = first_line(e.what());
         }
     }
     return out;
@@ -57,7 +63,7 @@ std::vector<Embedded> embed_clips(const model::Model& m, const std::vector<std::
                 auto t = at::from_blob(f.data(), {1, C, features::kNMels, features::num_frames(clips[i].size())}, at::kFloat);
                 out[i].embeddings = m.embed(t, o.mode);
             } catch (const std::exception& e) {
-                out[i].error = e.what();
+                out[i].error = first_line(e.what());
             }
         }
         return out;

@@ -311,6 +311,11 @@ at::Tensor Model::embed(const at::Tensor& features, EmbeddingMode mode) const {
     if (features.dim() != 4 || features.size(1) != config().in_channels() || features.size(2) != features::kNMels)
         throw Error("features of shape " + shape_str(features.sizes()) + " do not fit this model (expects [B, " +
                     std::to_string(config().in_channels()) + ", 64, T])");
+    // Five stride-2 stages with static SAME padding: narrower inputs leave a 5x5 kernel wider than its input.
+    constexpr int64_t kMinFrames = 32;  // 0.31 s at hop 160: the fourth stride-2 stage must see a width of 2
+    if (features.size(3) < kMinFrames)
+        throw Error("input of " + std::to_string(features.size(3)) + " frames is too short for the network (needs at least " +
+                    std::to_string(kMinFrames) + " frames, 0.31 s of audio)");
     auto folded = impl_->get_folded();
     c10::InferenceMode guard;
     at::Tensor x = features.to(device(), at::kFloat);
