@@ -149,6 +149,19 @@ struct ReadyBatch {
     double feature_seconds = 0;
 };
 
+// Features of K anchor and K positive waveforms (each [K, L], row-major), stacked as [anchors; positives]:
+// the one batch the encoder sees, as the reference concatenates them.
+at::Tensor pair_features(features::Frontend frontend, const float* anchor, const float* positive, int K, int64_t L) {
+    std::vector<const float*> clips;
+    for (int k = 0; k < K; ++k) clips.push_back(anchor + static_cast<size_t>(k) * L);
+    for (int k = 0; k < K; ++k) clips.push_back(positive + static_cast<size_t>(k) * L);
+    at::Tensor f = at::empty({2 * K, features::num_channels(frontend), features::kNMels,
+                              features::num_frames(static_cast<size_t>(L))},
+                             at::kFloat);
+    features::compute_batch(frontend, clips, static_cast<size_t>(L), f.data_ptr<float>());
+    return f;
+}
+
 ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
     // Runs on the prefetch thread, single-threaded, while the model trains on the others.
     omp_set_num_threads(1);
@@ -166,13 +179,8 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
             if (i + 1 < b.positive.size()) b.positive[i + 1] += static_cast<float>(r * std::sin(2 * M_PI * u2));
         }
     const int K = b.K;
-    const int C = features::num_channels(o.frontend), T = features::num_frames(static_cast<size_t>(b.L));
-    std::vector<const float*> clips;
-    for (int k = 0; k < K; ++k) clips.push_back(b.anchor.data() + static_cast<size_t>(k) * b.L);
-    for (int k = 0; k < K; ++k) clips.push_back(b.positive.data() + static_cast<size_t>(k) * b.L);
-    r.features = at::empty({2 * K, C, features::kNMels, T}, at::kFloat);
-    features::compute_batch(o.frontend, clips, static_cast<size_t>(b.L), r.features.data_ptr<float>());
-    if (C == 2) {
+    r.features = pair_features(o.frontend, b.anchor.data(), b.positive.data(), K, b.L);
+    if (features::num_channels(o.frontend) == 2) {
         // The reference's random channel masking for harmonic/percussive models: per pair, both channels,
         // harmonic only or percussive only (the same choice for anchor and positive).
         for (int k = 0; k < K; ++k) {
@@ -226,15 +234,10 @@ std::pair<double, double> validate(model::Model& m, const std::vector<ValSet>& s
         for (size_t s = 0; s + K <= vs.items.size() && in_set < o.val_batches; s += K, ++in_set) {
             std::vector<float> a(static_cast<size_t>(K) * L), p(a.size());
             for (int k = 0; k < K; ++k) data::render_item(*vs.cache, vs.items[s + k], L, a.data() + k * L, p.data() + k * L);
-            std::vector<const float*> clips;
-            for (int k = 0; k < K; ++k) clips.push_back(a.data() + k * L);
-            for (int k = 0; k < K; ++k) clips.push_back(p.data() + k * L);
-            const int C = features::num_channels(o.frontend);
-            at::Tensor f = at::empty({2 * K, C, features::kNMels, features::num_frames(L)}, at::kFloat);
-            features::compute_batch(o.frontend, clips, L, f.data_ptr<float>());
-            at::Tensor e = net.embed(f.to(m.device()));
-            at::Tensor S = net.similarity(e.slice(0, 0, K), e.slice(0, K));
-            at::Tensor target = at::arange(K, at::TensorOptions().dtype(at::kLong).device(m.device()));
+            at::Tensor e = net.embed(pair_features(o.frontend, a.data(), p.data(), K, L).to(m.device()));
+            // Validation always reports the paper's K x K measure, whatever loss trains.
+            at::Tensor S, target;
+            contrastive_logits(net, e, K, LossKind::Paper, S, target);
             loss += at::nll_loss(at::log_softmax(S, 1), target).item<double>();
             acc += S.argmax(1).eq(target).to(at::kFloat).mean().item<double>();
             ++batches;
