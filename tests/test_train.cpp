@@ -188,3 +188,30 @@ TEST(Train, KillDuringCheckpointingNeverLeavesABrokenCheckpoint) {
     train::train(opts, true);
     EXPECT_EQ(std::stoll(safetensors::load(run + "/checkpoint.safetensors").metadata.at("step")), before + 1);
 }
+
+TEST(Train, BilinearMatrixHasItsOwnInitScaleAndLearningRate) {
+    // Adam's first step moves every parameter with a gradient by exactly its rate (m/sqrt(v) = sign(g)): after one
+    // step W must have moved by similarity_lr per entry and the encoder by lr, from a W drawn at the chosen std.
+    const std::string base = testutil::temp_dir("train_wlr");
+    auto o = tiny_options(base + "/r", 1);
+    o.lr = 1e-3;
+    o.similarity_lr = 1e-6;
+    o.similarity_init_std = 0.002;
+    train::train(o, false);
+
+    model::Config cfg;
+    cfg.frontend = o.frontend;
+    cfg.similarity = o.similarity;
+    model::Model(cfg, o.seed).save(base + "/init.safetensors");
+    auto init = safetensors::load(base + "/init.safetensors");
+    auto after = safetensors::load(o.run_dir + "/last.safetensors");
+    const at::Tensor w0 = *init.find("similarity.w") * (0.002 / 0.05), w1 = *after.find("similarity.w");
+    const double w_std = w1.std().item<double>();
+    EXPECT_NEAR(w_std, 0.002, 2e-4);
+    const double dw = (w1 - w0).abs().max().item<double>();
+    EXPECT_NEAR(dw, 1e-6, 1e-7) << "W moved by " << dw;
+    const std::string enc = "encoder.projection.weight";
+    const double de = (*after.find(enc) - *init.find(enc)).abs().max().item<double>();
+    EXPECT_NEAR(de, 1e-3, 1e-4) << enc << " moved by " << de;
+    EXPECT_EQ(train::read_run_options(o.run_dir).similarity_lr, 1e-6);
+}

@@ -43,6 +43,13 @@ Runner add_train_command(CLI::App& app) {
     app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
+    app.add_option("--similarity-lr", o->t.similarity_lr,
+                   "Adam rate of the bilinear matrix W (0: same as --lr, the paper). A smaller one, e.g. 1e-5, keeps "
+                   "the logits from jumping by ~100 per step early on")
+        ->capture_default_str();
+    app.add_option("--similarity-init-std", o->t.similarity_init_std,
+                   "Std of the initial bilinear W (0.05 as the reference: logits of +-20 at the start)")
+        ->capture_default_str();
     app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
     app.add_option("--noise", o->t.noise_sigma, "Std of Gaussian noise added to positives")->capture_default_str();
     app.add_option("--max-overlap", o->t.max_overlap, "Max overlap ratio r of windows of one track")->capture_default_str();

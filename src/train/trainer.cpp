@@ -43,7 +43,9 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"checkpoint_every", o.checkpoint_every},
             {"device", o.device},
             {"init_from", o.init_from},
-            {"loss", o.loss == LossKind::Paper ? "paper" : "symmetric"}};
+            {"loss", o.loss == LossKind::Paper ? "paper" : "symmetric"},
+            {"similarity_lr", o.similarity_lr},
+            {"similarity_init_std", o.similarity_init_std}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -65,6 +67,8 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.device = j.value("device", "cpu");
     o.init_from = j.value("init_from", "");
     o.loss = j.value("loss", "paper") == "symmetric" ? LossKind::Symmetric : LossKind::Paper;
+    o.similarity_lr = j.value("similarity_lr", 0.0);
+    o.similarity_init_std = j.value("similarity_init_std", 0.05);
     return o;
 }
 
@@ -74,10 +78,11 @@ TrainOptions from_json(const nlohmann::json& j) {
 struct Adam {
     std::vector<std::pair<std::string, at::Tensor>> params;
     std::vector<at::Tensor> m, v;
+    std::vector<double> lr;  // per parameter
     int64_t t = 0;
-    double lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 
-    Adam(std::vector<std::pair<std::string, at::Tensor>> p, double lr_) : params(std::move(p)), lr(lr_) {
+    Adam(std::vector<std::pair<std::string, at::Tensor>> p, std::vector<double> lr_) : params(std::move(p)), lr(std::move(lr_)) {
         for (auto& [n, x] : params) {
             m.push_back(at::zeros_like(x));
             v.push_back(at::zeros_like(x));
@@ -94,7 +99,7 @@ struct Adam {
             m[i].mul_(beta1).add_(g, 1 - beta1);
             v[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
             at::Tensor denom = (v[i].sqrt() / std::sqrt(bc2)).add_(eps);
-            p.addcdiv_(m[i], denom, -lr / bc1);
+            p.addcdiv_(m[i], denom, -lr[i] / bc1);
         }
     }
     void zero_grad() {
@@ -376,11 +381,25 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     cfg.dropout = o.dropout;
     model::Model m = o.init_from.empty() ? model::Model(cfg, o.seed) : model::Model::load(o.init_from);
     if (m.config().frontend != o.frontend) throw Error(o.init_from + ": its front-end differs from --frontend");
+    if (o.init_from.empty() && o.similarity == model::Similarity::Bilinear && o.similarity_init_std != 0.05) {
+        // The model draws W ~ N(0, 0.05^2) as the reference does; rescale that same draw.
+        torch::NoGradGuard no_grad;
+        for (auto& p : m.net().named_parameters())
+            if (p.key() == "similarity.w") p.value().mul_(o.similarity_init_std / 0.05);
+    }
     m.to(device);
     if (o.device == "cpu") m.net().use_channels_last(true);
     std::vector<std::pair<std::string, at::Tensor>> params;
-    for (const auto& p : m.net().named_parameters()) params.emplace_back(p.key(), p.value());
-    Adam adam(params, o.lr);
+    std::vector<double> lrs;
+    for (const auto& p : m.net().named_parameters()) {
+        params.emplace_back(p.key(), p.value());
+        // Adam moves every entry of the D x D bilinear matrix by about lr per step, all in the direction that
+        // helps, so one step changes a logit a^T W b by about lr * |a|_1 * |b|_1 (~100 for lr 1e-3, D 512):
+        // a separate, smaller rate for W keeps the softmax out of saturation while the encoder learns.
+        const bool is_w = p.key().rfind("similarity.", 0) == 0;
+        lrs.push_back(is_w && o.similarity_lr > 0 ? o.similarity_lr : o.lr);
+    }
+    Adam adam(params, lrs);
 
     int64_t step = 0;
     double best_val = 1e300;
