@@ -186,8 +186,8 @@ Runner add_eval_command(CLI::App& app) {
         if (paths.empty()) {
             const std::string def = default_model_path();
             if (def.empty())
-                throw Error("no model given: pass -m MODEL.safetensors or --models M1,M2 (no default model ships with "
-                            "this build yet)");
+                throw Error("no model given and no default model found (models/cocola_default.safetensors or "
+                            "$COCOLA_MODEL): pass -m MODEL.safetensors or --models M1,M2");
             paths.push_back(def);
         }
         for (const auto& p : paths)

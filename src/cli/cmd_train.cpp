@@ -32,7 +32,7 @@ Runner add_train_command(CLI::App& app) {
         ->delimiter(',');
     app.add_option("-o,--out", o->t.run_dir, "Run folder: checkpoints, log.csv, curves.svg");
     app.add_option("--resume", o->resume, "Continue the run in this folder where it stopped (its options are reused; "
-                                          "--steps may raise the target)");
+                                          "--steps, --lr and --similarity-lr may be given anew)");
     app.add_option("--frontend", o->frontend, "mel or hpss")->check(CLI::IsMember({"mel", "hpss"}))->capture_default_str();
     app.add_option("--similarity", o->similarity, "bilinear (the paper) or cosine (its ablation)")
         ->check(CLI::IsMember({"bilinear", "cosine"}))->capture_default_str();
@@ -73,6 +73,9 @@ Runner add_train_command(CLI::App& app) {
             t = train::read_run_options(o->resume);
             t.run_dir = o->resume;
             if (app.count("--steps")) t.steps = steps;
+            // Learning rates may change for the rest of a run (a schedule by hand); everything else is fixed.
+            if (app.count("--lr")) t.lr = o->t.lr;
+            if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
         } else {
             if (o->data.empty()) throw Error("--data is required (dataset roots or caches)");
             if (t.run_dir.empty()) throw Error("-o/--out RUN_DIR is required");

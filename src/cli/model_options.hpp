@@ -18,8 +18,9 @@ struct ModelOptions {
 
     void add_to(CLI::App& app) {
         app.add_option("-m,--model", model_path,
-                       "Model .safetensors (default: the shipped default model, once one ships; until then "
-                       "-m is required). Convert the official checkpoint with tools/convert_official_checkpoint.py");
+                       "Model .safetensors (default: models/cocola_default.safetensors, see models/README.md; "
+                       "$COCOLA_MODEL overrides it). Convert the official checkpoint with "
+                       "tools/convert_official_checkpoint.py");
         app.add_option("--mode", mode, "Channels a 2-channel (hpss) model sees: both, harmonic or percussive")
             ->check(CLI::IsMember({"both", "harmonic", "percussive"}))
             ->capture_default_str();
@@ -30,7 +31,8 @@ struct ModelOptions {
     model::Model load_model() const {
         std::string p = model_path.empty() ? default_model_path() : model_path;
         if (p.empty())
-            throw Error("no model given: pass -m MODEL.safetensors (no default model ships with this build yet)");
+            throw Error("no model given and no default model found (models/cocola_default.safetensors next to the "
+                        "build or the sources, or $COCOLA_MODEL): pass -m MODEL.safetensors");
         return model::Model::load(p);
     }
     eval::ScoreOptions score_options() const {
