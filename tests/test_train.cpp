@@ -215,3 +215,19 @@ TEST(Train, BilinearMatrixHasItsOwnInitScaleAndLearningRate) {
     EXPECT_NEAR(de, 1e-3, 1e-4) << enc << " moved by " << de;
     EXPECT_EQ(train::read_run_options(o.run_dir).similarity_lr, 1e-6);
 }
+
+TEST(Train, ResumeMayChangeStepsAndLearningRatesOnly) {
+    const std::string run = testutil::temp_dir("train_resume_lr") + "/run";
+    auto r = testutil::run_cli("train --data " + tiny_cache() + " -o " + run +
+                               " --batch 4 --steps 2 --val-every 0 --similarity-lr 1e-5 --seed 1");
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = testutil::run_cli("train --resume " + run + " --steps 3 --lr 5e-4 --similarity-lr 2e-5 --batch 8");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto o = train::read_run_options(run);
+    EXPECT_EQ(o.steps, 3);
+    EXPECT_EQ(o.lr, 5e-4);
+    EXPECT_EQ(o.similarity_lr, 2e-5);
+    EXPECT_EQ(o.batch, 4) << "--batch is fixed for the life of a run";
+    EXPECT_NE(r.out.find("--batch is ignored with --resume"), std::string::npos) << r.out;
+    EXPECT_EQ(read_log(run).loss.size(), 3u);
+}
