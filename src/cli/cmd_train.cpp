@@ -25,7 +25,7 @@ Runner add_train_command(CLI::App& app) {
         std::vector<std::string> data;
         std::string loss = "paper";
         std::string frontend = "hpss", similarity = "bilinear", resume, cache_dir = data::default_cache_dir();
-        bool single = false;
+        bool single = false, no_masks = false;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("--data", o->data, "Dataset roots (any layout) or caches; several are mixed (the paper's \"All\")")
@@ -41,6 +41,9 @@ Runner add_train_command(CLI::App& app) {
                    "embeddings against the 2K-1 others (as the reference code trains)")
         ->check(CLI::IsMember({"paper", "symmetric"}))->capture_default_str();
     app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
+    app.add_flag("--no-channel-masks", o->no_masks,
+                 "hpss: no random channel masks (the reference's rand_mask=False); by default each pair sees both "
+                 "channels, harmonic only or percussive only");
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
     app.add_option("--similarity-lr", o->t.similarity_lr,
@@ -76,7 +79,7 @@ Runner add_train_command(CLI::App& app) {
             // Learning rates may change for the rest of a run (a schedule by hand); everything else is fixed.
             if (app.count("--lr")) t.lr = o->t.lr;
             if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
-            for (const char* fixed : {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--batch",
+            for (const char* fixed : {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--no-channel-masks", "--batch",
                                       "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                                       "--checkpoint-every", "--device", "--init", "--similarity-init-std"})
                 if (app.count(fixed))
@@ -88,6 +91,7 @@ Runner add_train_command(CLI::App& app) {
             t.similarity = model::parse_similarity(o->similarity);
             t.loss = o->loss == "symmetric" ? train::LossKind::Symmetric : train::LossKind::Paper;
             t.pair_mode = o->single ? data::PairMode::SingleStem : data::PairMode::SubMix;
+            t.channel_masks = !o->no_masks;
             for (const auto& d : o->data) {
                 Progress bar("index " + d, 1);
                 t.caches.push_back(std::filesystem::absolute(data::ensure_cache(

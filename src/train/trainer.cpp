@@ -45,7 +45,8 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"init_from", o.init_from},
             {"loss", o.loss == LossKind::Paper ? "paper" : "symmetric"},
             {"similarity_lr", o.similarity_lr},
-            {"similarity_init_std", o.similarity_init_std}};
+            {"similarity_init_std", o.similarity_init_std},
+            {"channel_masks", o.channel_masks}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -69,6 +70,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.loss = j.value("loss", "paper") == "symmetric" ? LossKind::Symmetric : LossKind::Paper;
     o.similarity_lr = j.value("similarity_lr", 0.0);
     o.similarity_init_std = j.value("similarity_init_std", 0.05);
+    o.channel_masks = j.value("channel_masks", true);
     return o;
 }
 
@@ -185,7 +187,7 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
         }
     const int K = b.K;
     r.features = pair_features(o.frontend, b.anchor.data(), b.positive.data(), K, b.L);
-    if (features::num_channels(o.frontend) == 2) {
+    if (features::num_channels(o.frontend) == 2 && o.channel_masks) {
         // The reference's random channel masking for harmonic/percussive models: per pair, both channels,
         // harmonic only or percussive only (the same choice for anchor and positive).
         for (int k = 0; k < K; ++k) {
