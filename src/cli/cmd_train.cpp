@@ -53,6 +53,9 @@ Runner add_train_command(CLI::App& app) {
     app.add_option("--similarity-init-std", o->t.similarity_init_std,
                    "Std of the initial bilinear W (0.05 as the reference: logits of +-20 at the start)")
         ->capture_default_str();
+    app.add_option("--similarity-init-identity", o->t.similarity_init_identity,
+                   "Add this times the identity to the initial W (a scaled dot product to start from)")
+        ->capture_default_str();
     app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
     app.add_option("--noise", o->t.noise_sigma, "Std of Gaussian noise added to positives")->capture_default_str();
     app.add_option("--max-overlap", o->t.max_overlap, "Max overlap ratio r of windows of one track")->capture_default_str();
@@ -81,7 +84,8 @@ Runner add_train_command(CLI::App& app) {
             if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
             for (const char* fixed : {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--no-channel-masks", "--batch",
                                       "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
-                                      "--checkpoint-every", "--device", "--init", "--similarity-init-std"})
+                                      "--checkpoint-every", "--device", "--init", "--similarity-init-std",
+                                      "--similarity-init-identity"})
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {
