@@ -189,14 +189,16 @@ TEST(Train, KillDuringCheckpointingNeverLeavesABrokenCheckpoint) {
     EXPECT_EQ(std::stoll(safetensors::load(run + "/checkpoint.safetensors").metadata.at("step")), before + 1);
 }
 
-TEST(Train, BilinearMatrixHasItsOwnInitScaleAndLearningRate) {
+TEST(Train, BilinearMatrixHasItsOwnInitAndLearningRate) {
     // Adam's first step moves every parameter with a gradient by exactly its rate (m/sqrt(v) = sign(g)): after one
-    // step W must have moved by similarity_lr per entry and the encoder by lr, from a W drawn at the chosen std.
+    // step W must have moved by similarity_lr per entry and the encoder by lr, from a W drawn at the chosen std
+    // plus the chosen multiple of the identity.
     const std::string base = testutil::temp_dir("train_wlr");
     auto o = tiny_options(base + "/r", 1);
     o.lr = 1e-3;
     o.similarity_lr = 1e-6;
     o.similarity_init_std = 0.002;
+    o.similarity_init_identity = 0.01;
     train::train(o, false);
 
     model::Config cfg;
@@ -205,9 +207,10 @@ TEST(Train, BilinearMatrixHasItsOwnInitScaleAndLearningRate) {
     model::Model(cfg, o.seed).save(base + "/init.safetensors");
     auto init = safetensors::load(base + "/init.safetensors");
     auto after = safetensors::load(o.run_dir + "/last.safetensors");
-    const at::Tensor w0 = *init.find("similarity.w") * (0.002 / 0.05), w1 = *after.find("similarity.w");
-    const double w_std = w1.std().item<double>();
-    EXPECT_NEAR(w_std, 0.002, 2e-4);
+    const at::Tensor w0 = *init.find("similarity.w") * (0.002 / 0.05) + at::eye(512) * 0.01,
+                     w1 = *after.find("similarity.w");
+    EXPECT_NEAR((w1 - at::eye(512) * 0.01).std().item<double>(), 0.002, 2e-4);
+    EXPECT_NEAR(w1.diagonal().mean().item<double>(), 0.01, 5e-4);
     const double dw = (w1 - w0).abs().max().item<double>();
     EXPECT_NEAR(dw, 1e-6, 1e-7) << "W moved by " << dw;
     const std::string enc = "encoder.projection.weight";
