@@ -82,10 +82,10 @@ Runner add_train_command(CLI::App& app) {
             // Learning rates may change for the rest of a run (a schedule by hand); everything else is fixed.
             if (app.count("--lr")) t.lr = o->t.lr;
             if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
-            for (const char* fixed : {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--no-channel-masks", "--batch",
-                                      "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
-                                      "--checkpoint-every", "--device", "--init", "--similarity-init-std",
-                                      "--similarity-init-identity"})
+            for (const char* fixed :
+                 {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--no-channel-masks",
+                  "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
+                  "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity"})
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {

@@ -18,9 +18,8 @@ struct ModelOptions {
 
     void add_to(CLI::App& app) {
         app.add_option("-m,--model", model_path,
-                       "Model .safetensors (default: models/cocola_default.safetensors, see models/README.md; "
-                       "$COCOLA_MODEL overrides it). Convert the official checkpoint with "
-                       "tools/convert_official_checkpoint.py");
+                       "Model .safetensors (default: models/cocola_default.safetensors when one ships, or "
+                       "$COCOLA_MODEL). Convert the official checkpoint with tools/convert_official_checkpoint.py");
         app.add_option("--mode", mode, "Channels a 2-channel (hpss) model sees: both, harmonic or percussive")
             ->check(CLI::IsMember({"both", "harmonic", "percussive"}))
             ->capture_default_str();

@@ -247,8 +247,11 @@ void recalibrate_batchnorm(model::CocolaNet& net, const Schedule& sched, const T
     }
     at::manual_seed(mix_seed(o.seed ^ 0xB4u, 0));  // drop-connect draws
     const int threads = omp_get_max_threads();     // prepare() is made for the one-thread prefetcher
+    Schedule own;  // its own epoch cache: the training schedule's is in use by the prefetch thread
+    own.samplers = sched.samplers;
+    own.seed = sched.seed;
     for (int i = 0; i < kBatchNormBatches; ++i) {
-        at::Tensor f = prepare(sched, o, i).features;
+        at::Tensor f = prepare(own, o, i).features;
         omp_set_num_threads(threads);
         net.embed(f.to(device));
     }
@@ -487,10 +490,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         const bool validate_now = o.val_every > 0 && (step % o.val_every == 0 || step == o.steps);
         const bool stopping = stop && stop();
         // The statistics last.safetensors and best.safetensors carry are measured for their weights.
-        if (validate_now || stopping || step == o.steps) {
-            if (next.valid()) next.wait();  // the schedule's epoch cache is not shared between threads
-            recalibrate_batchnorm(m.net(), sched, o, device);
-        }
+        if (validate_now || stopping || step == o.steps) recalibrate_batchnorm(m.net(), sched, o, device);
         if (validate_now && !val.empty()) {
             auto [vl, va] = validate(m, val, o);
             log.val_loss = vl;
