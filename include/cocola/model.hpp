@@ -14,6 +14,8 @@
 namespace cocola::model {
 
 enum class Similarity { Bilinear, Cosine };
+// Std of the normal draw of a new bilinear W, as the reference initialises it.
+constexpr double kReferenceSimilarityInitStd = 0.05;
 // Which channels of a 2-channel (hpss) input the encoder sees. Random picks one of the three per example
 // (the reference's training-time augmentation).
 enum class EmbeddingMode { Both, Harmonic, Percussive, Random };

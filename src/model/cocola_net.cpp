@@ -126,7 +126,7 @@ CocolaNet::CocolaNet(const Config& c) : config(c), dropout_p(c.dropout) {
         "layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.embedding_dim}).eps(1e-5)));
     if (c.similarity == Similarity::Bilinear) {
         auto sim = register_module("similarity", std::make_shared<torch::nn::Module>());
-        similarity_w = sim->register_parameter("w", at::randn({c.embedding_dim, c.embedding_dim}) * 0.05);
+        similarity_w = sim->register_parameter("w", at::randn({c.embedding_dim, c.embedding_dim}) * kReferenceSimilarityInitStd);
     }
 }
 

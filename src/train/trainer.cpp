@@ -70,7 +70,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.init_from = j.value("init_from", "");
     o.loss = j.value("loss", "paper") == "symmetric" ? LossKind::Symmetric : LossKind::Paper;
     o.similarity_lr = j.value("similarity_lr", 0.0);
-    o.similarity_init_std = j.value("similarity_init_std", 0.05);
+    o.similarity_init_std = j.value("similarity_init_std", model::kReferenceSimilarityInitStd);
     o.channel_masks = j.value("channel_masks", true);
     o.similarity_init_identity = j.value("similarity_init_identity", 0.0);
     return o;
@@ -421,13 +421,13 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     model::Model m = o.init_from.empty() ? model::Model(cfg, o.seed) : model::Model::load(o.init_from);
     if (m.config().frontend != o.frontend) throw Error(o.init_from + ": its front-end differs from --frontend");
     if (o.init_from.empty() && o.similarity == model::Similarity::Bilinear &&
-        (o.similarity_init_std != 0.05 || o.similarity_init_identity != 0)) {
+        (o.similarity_init_std != model::kReferenceSimilarityInitStd || o.similarity_init_identity != 0)) {
         // The model draws W ~ N(0, 0.05^2) as the reference does; rescale that same draw, and add s * I: a scaled
         // dot product to start from, which hands the encoder its partner's embedding as the gradient.
         torch::NoGradGuard no_grad;
         for (auto& p : m.net().named_parameters())
             if (p.key() == "similarity.w") {
-                p.value().mul_(o.similarity_init_std / 0.05);
+                p.value().mul_(o.similarity_init_std / model::kReferenceSimilarityInitStd);
                 p.value().add_(at::eye(p.value().size(0), p.value().options()) * o.similarity_init_identity);
             }
     }
