@@ -234,3 +234,13 @@ TEST(Train, ResumeMayChangeStepsAndLearningRatesOnly) {
     EXPECT_NE(r.out.find("--batch is ignored with --resume"), std::string::npos) << r.out;
     EXPECT_EQ(read_log(run).loss.size(), 3u);
 }
+
+TEST(Train, NegativeRatesAndScalesForWAreRefused) {
+    for (const char* flag : {"--similarity-lr -1", "--similarity-init-std -0.1"}) {
+        const std::string run = testutil::temp_dir("train_bad_w") + "/run";
+        auto r = testutil::run_cli("train --data " + tiny_cache() + " -o " + run + " " + flag);
+        EXPECT_NE(r.code, 0) << flag;
+        EXPECT_NE(r.out.find(std::string(flag).substr(0, std::string(flag).find(' '))), std::string::npos) << r.out;
+        EXPECT_FALSE(fs::exists(run)) << flag;
+    }
+}

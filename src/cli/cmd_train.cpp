@@ -49,9 +49,11 @@ Runner add_train_command(CLI::App& app) {
     app.add_option("--similarity-lr", o->t.similarity_lr,
                    "Adam rate of the bilinear matrix W (0: same as --lr, the paper). A smaller one, e.g. 1e-5, keeps "
                    "the logits from jumping by ~100 per step early on")
+        ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     app.add_option("--similarity-init-std", o->t.similarity_init_std,
                    "Std of the initial bilinear W (0.05 as the reference: logits of +-20 at the start)")
+        ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     app.add_option("--similarity-init-identity", o->t.similarity_init_identity,
                    "Add this times the identity to the initial W (a scaled dot product to start from)")
