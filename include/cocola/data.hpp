@@ -157,7 +157,12 @@ class StemCache {
 };
 
 // ---------------------------------------------------------------- contrastive pairs
-enum class PairMode { SubMix, SingleStem };
+// SubMix: two disjoint random sub-mixes (the paper). SingleStem: one stem each. SharedStem: two different
+// sub-mixes that share one stem, a warm-up task for training from scratch (not coherence: the shared stem's own
+// notes match), whose content features a SubMix run then starts from (--init).
+enum class PairMode { SubMix, SingleStem, SharedStem };
+const char* pair_mode_name(PairMode m);
+PairMode parse_pair_mode(const std::string& name);  // throws cocola::Error
 
 struct SamplerOptions {
     int batch = 32;             // K windows, from K distinct tracks
@@ -229,7 +234,8 @@ class Prefetcher {
 };
 
 // Two disjoint non-empty subsets of `active` (at least 2 stems): random sizes in sub-mix mode, one stem each in
-// single-stem mode. The draw the reference makes, restricted to active stems.
+// single-stem mode. The draw the reference makes, restricted to active stems. In shared-stem mode both subsets
+// hold one common stem plus disjoint random others, never the same set.
 void draw_pair(std::vector<int> active, PairMode mode, uint64_t seed, std::vector<int>& anchor,
                std::vector<int>& positive);
 

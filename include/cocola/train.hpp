@@ -35,6 +35,9 @@ struct TrainOptions {
     double similarity_init_std = model::kReferenceSimilarityInitStd;  // std of the initial bilinear W
     double similarity_init_identity = 0;  // added to the initial W on its diagonal
     double similarity_lr = 0;  // Adam rate of the bilinear matrix W; 0 = the same as lr (the paper)
+    // Data-dependent init of the projection 1280 -> D (fresh runs only): its outputs start centred and of unit
+    // spread over the first training batches, so the embeddings of different inputs start apart (see trainer.cpp).
+    bool center_projection = false;
 };
 
 struct StepLog {

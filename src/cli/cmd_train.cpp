@@ -25,7 +25,7 @@ Runner add_train_command(CLI::App& app) {
         std::vector<std::string> data;
         std::string loss = "paper";
         std::string frontend = "hpss", similarity = "bilinear", resume, cache_dir = data::default_cache_dir();
-        bool single = false, no_masks = false;
+        bool single = false, shared = false, no_masks = false;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("--data", o->data, "Dataset roots (any layout) or caches; several are mixed (the paper's \"All\")")
@@ -40,7 +40,11 @@ Runner add_train_command(CLI::App& app) {
                    "paper: cross-entropy over the K x K anchor/positive matrix; symmetric: each of the 2K "
                    "embeddings against the 2K-1 others (as the reference code trains)")
         ->check(CLI::IsMember({"paper", "symmetric"}))->capture_default_str();
-    app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
+    auto* single_flag = app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
+    app.add_flag("--shared-stem", o->shared,
+                 "Warm-up task for training from scratch: anchor and positive sub-mixes share one stem (matching "
+                 "content is learnt in a few hundred steps); continue with a normal run from it with --init")
+        ->excludes(single_flag);
     app.add_flag("--no-channel-masks", o->no_masks,
                  "hpss: no random channel masks (the reference's rand_mask=False); by default each pair sees both "
                  "channels, harmonic only or percussive only");
@@ -58,6 +62,9 @@ Runner add_train_command(CLI::App& app) {
     app.add_option("--similarity-init-identity", o->t.similarity_init_identity,
                    "Add this times the identity to the initial W (a scaled dot product to start from)")
         ->capture_default_str();
+    app.add_flag("--center-projection", o->t.center_projection,
+                 "Start the projection centred: its outputs zero-mean and unit-spread over the first batches, so "
+                 "embeddings of different inputs start apart (a random init starts them nearly equal)");
     app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
     app.add_option("--noise", o->t.noise_sigma, "Std of Gaussian noise added to positives")->capture_default_str();
     app.add_option("--max-overlap", o->t.max_overlap, "Max overlap ratio r of windows of one track")->capture_default_str();
@@ -85,9 +92,10 @@ Runner add_train_command(CLI::App& app) {
             if (app.count("--lr")) t.lr = o->t.lr;
             if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
             for (const char* fixed :
-                 {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--no-channel-masks",
+                 {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
                   "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
-                  "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity"})
+                  "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
+                  "--center-projection"})
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {
@@ -96,7 +104,9 @@ Runner add_train_command(CLI::App& app) {
             t.frontend = features::parse_frontend(o->frontend);
             t.similarity = model::parse_similarity(o->similarity);
             t.loss = o->loss == "symmetric" ? train::LossKind::Symmetric : train::LossKind::Paper;
-            t.pair_mode = o->single ? data::PairMode::SingleStem : data::PairMode::SubMix;
+            t.pair_mode = o->single ? data::PairMode::SingleStem
+                          : o->shared ? data::PairMode::SharedStem
+                                      : data::PairMode::SubMix;
             t.channel_masks = !o->no_masks;
             for (const auto& d : o->data) {
                 Progress bar("index " + d, 1);

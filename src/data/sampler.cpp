@@ -11,12 +11,39 @@
 
 namespace cocola::data {
 
+const char* pair_mode_name(PairMode m) {
+    switch (m) {
+        case PairMode::SubMix: return "submix";
+        case PairMode::SingleStem: return "single";
+        case PairMode::SharedStem: return "shared";
+    }
+    return "submix";
+}
+
+PairMode parse_pair_mode(const std::string& name) {
+    if (name == "submix") return PairMode::SubMix;
+    if (name == "single") return PairMode::SingleStem;
+    if (name == "shared") return PairMode::SharedStem;
+    throw Error("unknown pair mode '" + name + "' (submix, single or shared)");
+}
+
 void draw_pair(std::vector<int> active, PairMode mode, uint64_t seed, std::vector<int>& anchor,
                std::vector<int>& positive) {
     if (active.size() < 2) throw Error("draw_pair: fewer than 2 active stems");
     Rng rng(seed);
     rng.shuffle(active);
     const int64_t n = static_cast<int64_t>(active.size());
+    if (mode == PairMode::SharedStem) {
+        // active[0] is common; of the n - 1 others the anchor takes a, the positive p, disjoint, a + p >= 1.
+        const int64_t a = rng.range(0, n - 2);
+        const int64_t p = rng.range(a == 0 ? 1 : 0, n - 1 - a);
+        anchor.assign(active.begin(), active.begin() + 1 + a);
+        positive.assign(1, active[0]);
+        positive.insert(positive.end(), active.begin() + 1 + a, active.begin() + 1 + a + p);
+        std::sort(anchor.begin(), anchor.end());
+        std::sort(positive.begin(), positive.end());
+        return;
+    }
     // As the reference: anchor size in [1, n-1], positive size in [1, n - anchor], both uniform.
     const int64_t a = mode == PairMode::SingleStem ? 1 : rng.range(1, n - 1);
     const int64_t p = mode == PairMode::SingleStem ? 1 : rng.range(1, n - a);

@@ -30,7 +30,7 @@ nlohmann::json to_json(const TrainOptions& o) {
     return {{"caches", o.caches},
             {"frontend", features::frontend_name(o.frontend)},
             {"similarity", model::similarity_name(o.similarity)},
-            {"pair_mode", o.pair_mode == data::PairMode::SubMix ? "submix" : "single"},
+            {"pair_mode", data::pair_mode_name(o.pair_mode)},
             {"batch", o.batch},
             {"lr", o.lr},
             {"steps", o.steps},
@@ -47,7 +47,8 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"similarity_lr", o.similarity_lr},
             {"similarity_init_std", o.similarity_init_std},
             {"channel_masks", o.channel_masks},
-            {"similarity_init_identity", o.similarity_init_identity}};
+            {"similarity_init_identity", o.similarity_init_identity},
+            {"center_projection", o.center_projection}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -55,7 +56,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.caches = j.at("caches").get<std::vector<std::string>>();
     o.frontend = features::parse_frontend(j.at("frontend"));
     o.similarity = model::parse_similarity(j.at("similarity"));
-    o.pair_mode = j.at("pair_mode") == "single" ? data::PairMode::SingleStem : data::PairMode::SubMix;
+    o.pair_mode = data::parse_pair_mode(j.at("pair_mode"));
     o.batch = j.at("batch");
     o.lr = j.at("lr");
     o.steps = j.at("steps");
@@ -73,6 +74,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.similarity_init_std = j.value("similarity_init_std", model::kReferenceSimilarityInitStd);
     o.channel_masks = j.value("channel_masks", true);
     o.similarity_init_identity = j.value("similarity_init_identity", 0.0);
+    o.center_projection = j.value("center_projection", false);
     return o;
 }
 
@@ -258,6 +260,39 @@ void recalibrate_batchnorm(model::CocolaNet& net, const Schedule& sched, const T
     for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momentum[i]);
 }
 
+// ---------------------------------------------------------------- centred projection (data-dependent init)
+// At a random init the pooled EfficientNet features of all inputs share a large common part (swish outputs are
+// mostly positive) and differ little: the projection maps them to one vector plus a small input-dependent rest,
+// LayerNorm keeps the common vector, and every input gets nearly the same embedding. From there the contrastive
+// gradient is second order in the tiny differences (a column's common part cancels in the softmax), a saddle
+// that a 2-core run did not leave in 1000 steps. This init rescales each projection output to zero mean and
+// unit spread over the first training batches (the architecture is unchanged: only W and b of the Linear).
+constexpr int kCenterBatches = 2;
+
+void center_projection(model::CocolaNet& net, const Schedule& sched, const TrainOptions& o, at::Device device) {
+    torch::NoGradGuard no_grad;
+    at::manual_seed(mix_seed(o.seed ^ 0xCE7u, 0));  // drop-connect draws
+    const int threads = omp_get_max_threads();
+    Schedule own;
+    own.samplers = sched.samplers;
+    own.seed = sched.seed;
+    std::vector<at::Tensor> pooled;
+    for (int i = 0; i < kCenterBatches; ++i) {
+        at::Tensor f = prepare(own, o, i).features;
+        omp_set_num_threads(threads);
+        pooled.push_back(net.effnet->forward(f.to(device)));
+    }
+    at::Tensor y = net.projection->forward(at::cat(pooled));  // [N, D]
+    at::Tensor mean = y.mean(0), spread = y.std(0).clamp_min(1e-6);
+    const double before = (y - mean).norm().item<double>() / (mean.norm().item<double>() * std::sqrt(y.size(0)) + 1e-12);
+    auto& w = net.projection->weight;
+    auto& b = net.projection->bias;
+    w.div_(spread.unsqueeze(1));
+    b.sub_(mean).div_(spread);
+    std::fprintf(stderr, "centred the projection on %lld windows (input-dependent / common part was %.4f)\n",
+                 static_cast<long long>(y.size(0)), before);
+}
+
 // ---------------------------------------------------------------- validation
 
 struct ValSet {
@@ -406,7 +441,10 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         const auto splits = caches.back()->splits();
         for (const char* vs : {"valid", "validation", "test"})
             if (std::find(splits.begin(), splits.end(), vs) != splits.end()) {
-                auto items = data::fixed_protocol(*caches.back(), vs, 80000, o.pair_mode);
+                // The shared-stem warm-up is validated on the real task (disjoint sub-mixes): how much carries over.
+                auto items = data::fixed_protocol(*caches.back(), vs, 80000,
+                                                  o.pair_mode == data::PairMode::SharedStem ? data::PairMode::SubMix
+                                                                                            : o.pair_mode);
                 Rng(data::kProtocolSeed).shuffle(items);  // mix tracks within validation batches
                 val.push_back({caches.back().get(), std::move(items)});
                 break;
@@ -433,6 +471,10 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     }
     m.to(device);
     if (o.device == "cpu") m.net().use_channels_last(true);
+    if (!resume && o.init_from.empty() && o.center_projection) {
+        m.net().train();
+        center_projection(m.net(), sched, o, device);
+    }
     std::vector<std::pair<std::string, at::Tensor>> params;
     std::vector<double> lrs;
     for (const auto& p : m.net().named_parameters()) {
