@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <sndfile.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -455,4 +457,28 @@ TEST(DataCli, IndexInfoProtocol) {
     r = testutil::run_cli("data info /nonexistent/dir");
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("/nonexistent/dir"), std::string::npos) << r.out;
+}
+
+TEST(DrawPair, SharedStemPairsShareExactlyOneStemAndDiffer) {
+    // The warm-up pairs: one common stem, the rest disjoint, never the same set, all from the active stems.
+    for (int n = 2; n <= 6; ++n) {
+        std::vector<int> active;
+        for (int i = 0; i < n; ++i) active.push_back(10 + 3 * i);
+        std::set<std::pair<size_t, size_t>> sizes;
+        for (uint64_t seed = 0; seed < 300; ++seed) {
+            std::vector<int> a, p;
+            data::draw_pair(active, data::PairMode::SharedStem, seed, a, p);
+            std::vector<int> common;
+            std::set_intersection(a.begin(), a.end(), p.begin(), p.end(), std::back_inserter(common));
+            ASSERT_EQ(common.size(), 1u) << "n " << n << " seed " << seed;
+            ASSERT_NE(a, p);
+            for (int s : a) ASSERT_EQ(std::count(active.begin(), active.end(), s), 1);
+            for (int s : p) ASSERT_EQ(std::count(active.begin(), active.end(), s), 1);
+            ASSERT_LE(a.size() + p.size() - 1, static_cast<size_t>(n));
+            sizes.insert({a.size(), p.size()});
+        }
+        if (n >= 4) EXPECT_GE(sizes.size(), 4u) << "sub-mix sizes vary";
+    }
+    EXPECT_EQ(data::parse_pair_mode(data::pair_mode_name(data::PairMode::SharedStem)), data::PairMode::SharedStem);
+    EXPECT_THROW(data::parse_pair_mode("both"), Error);
 }

@@ -244,3 +244,32 @@ TEST(Train, NegativeRatesAndScalesForWAreRefused) {
         EXPECT_FALSE(fs::exists(run)) << flag;
     }
 }
+
+TEST(Train, CentredProjectionRescalesEachOutputOfTheRandomInit) {
+    // With lr 0 Adam leaves every weight where it started, so last.safetensors holds the init: with
+    // --center-projection each projection row is its random-init row times a positive factor (1 / spread), and
+    // the bias is moved (minus the mean); the rest of the network is the plain random init.
+    const std::string base = testutil::temp_dir("train_centre");
+    auto o = tiny_options(base + "/r", 1);
+    o.lr = 0;
+    o.center_projection = true;
+    train::train(o, false);
+    EXPECT_TRUE(train::read_run_options(o.run_dir).center_projection);
+
+    model::Config cfg;
+    cfg.frontend = o.frontend;
+    cfg.similarity = o.similarity;
+    model::Model(cfg, o.seed).save(base + "/init.safetensors");
+    auto init = safetensors::load(base + "/init.safetensors");
+    auto after = safetensors::load(o.run_dir + "/last.safetensors");
+    const at::Tensor w0 = *init.find("encoder.projection.weight"), w1 = *after.find("encoder.projection.weight");
+    const at::Tensor ratio = (w1 / w0);  // [512, 1280]: constant along each row
+    const at::Tensor row_factor = std::get<0>(ratio.median(1));
+    EXPECT_GT(row_factor.min().item<double>(), 0);
+    EXPECT_LT((ratio - row_factor.unsqueeze(1)).abs().max().item<double>(), 1e-3 * row_factor.max().item<double>());
+    EXPECT_GT((row_factor - 1).abs().max().item<double>(), 0.05) << "the rows were rescaled";
+    const at::Tensor b0 = *init.find("encoder.projection.bias"), b1 = *after.find("encoder.projection.bias");
+    EXPECT_GT((b1 - b0).abs().max().item<double>(), 1e-3);
+    EXPECT_TRUE(at::equal(*after.find("similarity.w"), *init.find("similarity.w")));
+    EXPECT_TRUE(at::equal(*after.find("layer_norm.weight"), *init.find("layer_norm.weight")));
+}
