@@ -273,3 +273,24 @@ TEST(Train, CentredProjectionRescalesEachOutputOfTheRandomInit) {
     EXPECT_TRUE(at::equal(*after.find("similarity.w"), *init.find("similarity.w")));
     EXPECT_TRUE(at::equal(*after.find("layer_norm.weight"), *init.find("layer_norm.weight")));
 }
+
+TEST(Train, WarmUpScalesTheFirstStepsRates) {
+    // Adam's first step moves each weight by exactly its rate: with --warmup 4 the first step uses a quarter of it.
+    const std::string base = testutil::temp_dir("train_warmup");
+    auto o = tiny_options(base + "/r", 1);
+    o.lr = 1e-3;
+    o.similarity_lr = 1e-5;
+    o.warmup_steps = 4;
+    train::train(o, false);
+    model::Config cfg;
+    cfg.frontend = o.frontend;
+    cfg.similarity = o.similarity;
+    model::Model(cfg, o.seed).save(base + "/init.safetensors");
+    auto init = safetensors::load(base + "/init.safetensors");
+    auto after = safetensors::load(o.run_dir + "/last.safetensors");
+    const std::string enc = "encoder.projection.weight";
+    EXPECT_NEAR((*after.find(enc) - *init.find(enc)).abs().max().item<double>(), 2.5e-4, 2.5e-5);
+    const double dw = (*after.find("similarity.w") - *init.find("similarity.w")).abs().max().item<double>();
+    EXPECT_NEAR(dw, 2.5e-6, 2.5e-7);
+    EXPECT_EQ(train::read_run_options(o.run_dir).warmup_steps, 4);
+}

@@ -38,6 +38,9 @@ struct TrainOptions {
     // Data-dependent init of the projection 1280 -> D (fresh runs only): its outputs start centred and of unit
     // spread over the first training batches, so the embeddings of different inputs start apart (see trainer.cpp).
     bool center_projection = false;
+    // Linear learning-rate warm-up over the first warmup_steps steps (0: none, the paper). Adam's first steps move
+    // every weight by about lr whatever its gradient says, which scrambles a random init before any signal is found.
+    int64_t warmup_steps = 0;
 };
 
 struct StepLog {

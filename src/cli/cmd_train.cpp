@@ -65,6 +65,10 @@ Runner add_train_command(CLI::App& app) {
     app.add_flag("--center-projection", o->t.center_projection,
                  "Start the projection centred: its outputs zero-mean and unit-spread over the first batches, so "
                  "embeddings of different inputs start apart (a random init starts them nearly equal)");
+    app.add_option("--warmup", o->t.warmup_steps,
+                   "Raise the learning rates linearly from 0 over this many first steps (0: none, as the paper)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
     app.add_option("--noise", o->t.noise_sigma, "Std of Gaussian noise added to positives")->capture_default_str();
     app.add_option("--max-overlap", o->t.max_overlap, "Max overlap ratio r of windows of one track")->capture_default_str();
@@ -95,7 +99,7 @@ Runner add_train_command(CLI::App& app) {
                  {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
                   "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                   "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
-                  "--center-projection"})
+                  "--center-projection", "--warmup"})
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {

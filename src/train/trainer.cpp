@@ -48,7 +48,8 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"similarity_init_std", o.similarity_init_std},
             {"channel_masks", o.channel_masks},
             {"similarity_init_identity", o.similarity_init_identity},
-            {"center_projection", o.center_projection}};
+            {"center_projection", o.center_projection},
+            {"warmup_steps", o.warmup_steps}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -75,6 +76,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.channel_masks = j.value("channel_masks", true);
     o.similarity_init_identity = j.value("similarity_init_identity", 0.0);
     o.center_projection = j.value("center_projection", false);
+    o.warmup_steps = j.value("warmup_steps", int64_t{0});
     return o;
 }
 
@@ -85,6 +87,7 @@ struct Adam {
     std::vector<std::pair<std::string, at::Tensor>> params;
     std::vector<at::Tensor> m, v;
     std::vector<double> lr;  // per parameter
+    double scale = 1;        // multiplies every rate (the warm-up)
     int64_t t = 0;
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 
@@ -105,7 +108,7 @@ struct Adam {
             m[i].mul_(beta1).add_(g, 1 - beta1);
             v[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
             at::Tensor denom = (v[i].sqrt() / std::sqrt(bc2)).add_(eps);
-            p.addcdiv_(m[i], denom, -lr[i] / bc1);
+            p.addcdiv_(m[i], denom, -lr[i] * scale / bc1);
         }
     }
     void zero_grad() {
@@ -519,6 +522,8 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         at::Tensor loss = at::nll_loss(at::log_softmax(S, 1), target);
         adam.zero_grad();
         loss.backward();
+        // A function of the step alone, so a resumed run warms up exactly as an uninterrupted one.
+        adam.scale = o.warmup_steps > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps)) : 1.0;
         adam.step();
         m.weights_changed();
         ++step;
