@@ -209,6 +209,21 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
     return r;
 }
 
+// Calls fn with the features of the first n batches of the training schedule. It walks a copy of the schedule
+// (its own epoch cache: the training schedule's is in use by the prefetch thread) and gives the model all
+// threads back after each prepare(), which is made for the one-thread prefetcher.
+void for_first_batches(const Schedule& sched, const TrainOptions& o, int n, const std::function<void(const at::Tensor&)>& fn) {
+    const int threads = omp_get_max_threads();
+    Schedule own;
+    own.samplers = sched.samplers;
+    own.seed = sched.seed;
+    for (int i = 0; i < n; ++i) {
+        at::Tensor f = prepare(own, o, i).features;
+        omp_set_num_threads(threads);
+        fn(f);
+    }
+}
+
 // ---------------------------------------------------------------- the loss
 // Logits and targets of the contrastive cross-entropy for embeddings e = [anchors; positives] ([2K, D]).
 //   paper:     S = sim(anchors, positives), K x K, the positive of row i in column i (the paper's Eq.).
@@ -251,15 +266,7 @@ void recalibrate_batchnorm(model::CocolaNet& net, const Schedule& sched, const T
         b->reset_running_stats();
     }
     at::manual_seed(mix_seed(o.seed ^ 0xB4u, 0));  // drop-connect draws
-    const int threads = omp_get_max_threads();     // prepare() is made for the one-thread prefetcher
-    Schedule own;  // its own epoch cache: the training schedule's is in use by the prefetch thread
-    own.samplers = sched.samplers;
-    own.seed = sched.seed;
-    for (int i = 0; i < kBatchNormBatches; ++i) {
-        at::Tensor f = prepare(own, o, i).features;
-        omp_set_num_threads(threads);
-        net.embed(f.to(device));
-    }
+    for_first_batches(sched, o, kBatchNormBatches, [&](const at::Tensor& f) { net.embed(f.to(device)); });
     for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momentum[i]);
 }
 
@@ -275,16 +282,12 @@ constexpr int kCenterBatches = 2;
 void center_projection(model::CocolaNet& net, const Schedule& sched, const TrainOptions& o, at::Device device) {
     torch::NoGradGuard no_grad;
     at::manual_seed(mix_seed(o.seed ^ 0xCE7u, 0));  // drop-connect draws
-    const int threads = omp_get_max_threads();
-    Schedule own;
-    own.samplers = sched.samplers;
-    own.seed = sched.seed;
-    std::vector<at::Tensor> pooled;
-    for (int i = 0; i < kCenterBatches; ++i) {
-        at::Tensor f = prepare(own, o, i).features;
-        omp_set_num_threads(threads);
-        pooled.push_back(net.effnet->forward(f.to(device)));
-    }
+    std::vector<at::Tensor> pooled;  // the EfficientNet's pooled features, before dropout and projection
+    for_first_batches(sched, o, kCenterBatches, [&](const at::Tensor& f) {
+        net.embed(f.to(device), [&](const std::string& stage, const at::Tensor& x) {
+            if (stage == "avgpool") pooled.push_back(x.flatten(1));
+        });
+    });
     at::Tensor y = net.projection->forward(at::cat(pooled));  // [N, D]
     at::Tensor mean = y.mean(0), spread = y.std(0).clamp_min(1e-6);
     const double before = (y - mean).norm().item<double>() / (mean.norm().item<double>() * std::sqrt(y.size(0)) + 1e-12);
