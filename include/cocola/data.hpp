@@ -158,8 +158,8 @@ class StemCache {
 
 // ---------------------------------------------------------------- contrastive pairs
 // SubMix: two disjoint random sub-mixes (the paper). SingleStem: one stem each. SharedStem: two different
-// sub-mixes that share one stem, a warm-up task for training from scratch (not coherence: the shared stem's own
-// notes match), whose content features a SubMix run then starts from (--init).
+// sub-mixes that share one stem, a warm-up task for a curriculum (not coherence: the shared stem's own notes
+// match), from which a SubMix run can start (--init).
 enum class PairMode { SubMix, SingleStem, SharedStem };
 const char* pair_mode_name(PairMode m);
 PairMode parse_pair_mode(const std::string& name);  // throws cocola::Error

@@ -36,10 +36,10 @@ struct TrainOptions {
     double similarity_init_identity = 0;  // added to the initial W on its diagonal
     double similarity_lr = 0;  // Adam rate of the bilinear matrix W; 0 = the same as lr (the paper)
     // Data-dependent init of the projection 1280 -> D (fresh runs only): its outputs start centred and of unit
-    // spread over the first training batches, so the embeddings of different inputs start apart (see trainer.cpp).
+    // spread over the first training batches (see trainer.cpp).
     bool center_projection = false;
-    // Linear learning-rate warm-up over the first warmup_steps steps (0: none, the paper). Adam's first steps move
-    // every weight by about lr whatever its gradient says, which scrambles a random init before any signal is found.
+    // Linear learning-rate warm-up over the first warmup_steps steps (0: none, the paper): Adam's first steps
+    // move every weight by about lr whatever the size of its gradient.
     int64_t warmup_steps = 0;
 };
 

@@ -42,8 +42,8 @@ Runner add_train_command(CLI::App& app) {
         ->check(CLI::IsMember({"paper", "symmetric"}))->capture_default_str();
     auto* single_flag = app.add_flag("--single-stem", o->single, "Single-stem pairs instead of random sub-mixes");
     app.add_flag("--shared-stem", o->shared,
-                 "Warm-up task for training from scratch: anchor and positive sub-mixes share one stem (matching "
-                 "content is learnt in a few hundred steps); continue with a normal run from it with --init")
+                 "Warm-up task for a curriculum: anchor and positive sub-mixes share one stem; continue with a "
+                 "normal run from it with --init (validation still measures disjoint sub-mixes)")
         ->excludes(single_flag);
     app.add_flag("--no-channel-masks", o->no_masks,
                  "hpss: no random channel masks (the reference's rand_mask=False); by default each pair sees both "
@@ -63,8 +63,8 @@ Runner add_train_command(CLI::App& app) {
                    "Add this times the identity to the initial W (a scaled dot product to start from)")
         ->capture_default_str();
     app.add_flag("--center-projection", o->t.center_projection,
-                 "Start the projection centred: its outputs zero-mean and unit-spread over the first batches, so "
-                 "embeddings of different inputs start apart (a random init starts them nearly equal)");
+                 "Data-dependent init of the projection: its outputs start at zero mean and unit spread over the "
+                 "first two training batches");
     app.add_option("--warmup", o->t.warmup_steps,
                    "Raise the learning rates linearly from 0 over this many first steps (0: none, as the paper)")
         ->check(CLI::NonNegativeNumber)
