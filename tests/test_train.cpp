@@ -92,6 +92,15 @@ Log read_log(const std::string& run_dir) {
     return l;
 }
 
+// The weights a fresh run of `o` draws before any option touches them (the model's own init for its seed).
+safetensors::File random_init_of(const train::TrainOptions& o, const std::string& dir) {
+    model::Config cfg;
+    cfg.frontend = o.frontend;
+    cfg.similarity = o.similarity;
+    model::Model(cfg, o.seed).save(dir + "/init.safetensors");
+    return safetensors::load(dir + "/init.safetensors");
+}
+
 double mean(const std::vector<double>& v, size_t a, size_t b) {
     double s = 0;
     for (size_t i = a; i < b; ++i) s += v[i];
@@ -201,11 +210,7 @@ TEST(Train, BilinearMatrixHasItsOwnInitAndLearningRate) {
     o.similarity_init_identity = 0.01;
     train::train(o, false);
 
-    model::Config cfg;
-    cfg.frontend = o.frontend;
-    cfg.similarity = o.similarity;
-    model::Model(cfg, o.seed).save(base + "/init.safetensors");
-    auto init = safetensors::load(base + "/init.safetensors");
+    auto init = random_init_of(o, base);
     auto after = safetensors::load(o.run_dir + "/last.safetensors");
     const at::Tensor w0 = *init.find("similarity.w") * (0.002 / 0.05) + at::eye(512) * 0.01,
                      w1 = *after.find("similarity.w");
@@ -256,11 +261,7 @@ TEST(Train, CentredProjectionRescalesEachOutputOfTheRandomInit) {
     train::train(o, false);
     EXPECT_TRUE(train::read_run_options(o.run_dir).center_projection);
 
-    model::Config cfg;
-    cfg.frontend = o.frontend;
-    cfg.similarity = o.similarity;
-    model::Model(cfg, o.seed).save(base + "/init.safetensors");
-    auto init = safetensors::load(base + "/init.safetensors");
+    auto init = random_init_of(o, base);
     auto after = safetensors::load(o.run_dir + "/last.safetensors");
     const at::Tensor w0 = *init.find("encoder.projection.weight"), w1 = *after.find("encoder.projection.weight");
     const at::Tensor ratio = (w1 / w0);  // [512, 1280]: constant along each row
@@ -282,11 +283,7 @@ TEST(Train, WarmUpScalesTheFirstStepsRates) {
     o.similarity_lr = 1e-5;
     o.warmup_steps = 4;
     train::train(o, false);
-    model::Config cfg;
-    cfg.frontend = o.frontend;
-    cfg.similarity = o.similarity;
-    model::Model(cfg, o.seed).save(base + "/init.safetensors");
-    auto init = safetensors::load(base + "/init.safetensors");
+    auto init = random_init_of(o, base);
     auto after = safetensors::load(o.run_dir + "/last.safetensors");
     const std::string enc = "encoder.projection.weight";
     EXPECT_NEAR((*after.find(enc) - *init.find(enc)).abs().max().item<double>(), 2.5e-4, 2.5e-5);
