@@ -41,6 +41,9 @@ struct TrainOptions {
     // Linear learning-rate warm-up over the first warmup_steps steps (0: none, the paper): Adam's first steps
     // move every weight by about lr whatever the size of its gradient.
     int64_t warmup_steps = 0;
+    // Fresh runs only: the last BatchNorm of every residual MBConv branch starts with scale 0, so each block
+    // starts as the identity and the network as a shallow one (Goyal et al. 2017's "zero-gamma").
+    bool zero_init_residual = false;
 };
 
 struct StepLog {

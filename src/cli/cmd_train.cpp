@@ -65,6 +65,9 @@ Runner add_train_command(CLI::App& app) {
     app.add_flag("--center-projection", o->t.center_projection,
                  "Data-dependent init of the projection: its outputs start at zero mean and unit spread over the "
                  "first two training batches");
+    app.add_flag("--zero-init-residual", o->t.zero_init_residual,
+                 "Fresh runs: every residual block's last BatchNorm starts at scale 0, so the EfficientNet starts "
+                 "as its shallow skeleton (without it, training from scratch stays at chance for thousands of steps)");
     app.add_option("--warmup", o->t.warmup_steps,
                    "Raise the learning rates linearly from 0 over this many first steps (0: none, as the paper)")
         ->check(CLI::NonNegativeNumber)
