@@ -10,14 +10,17 @@ COCOLA=./build/cocola
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
-# The default model once one ships (models/cocola_default.safetensors); until then the golden parity weights
-# (random init + BatchNorm warm-up) stand in, so the numbers show the pipeline, not musical judgement.
+# The shipped default model (models/cocola_default.safetensors, its card models/README.md); should it be
+# missing, the golden parity weights (random init + BatchNorm warm-up) stand in, and the report says so.
 MODEL=${MODEL:-models/cocola_default.safetensors}
 if [[ ! -f $MODEL ]]; then
   MODEL=tests/data/golden/models/cocola_hpss_seed0.safetensors
-  NOTE="No trained default model ships yet: this run uses the golden parity weights ($MODEL), which are not trained, so expect chance-level numbers."
+  NOTE="No trained default model found: this run uses the golden parity weights ($MODEL), which are not trained, so expect chance-level numbers."
 else
   NOTE="Model: $MODEL."
+  if [[ $MODEL == models/cocola_default.safetensors ]]; then
+    NOTE="Model: $MODEL, the interim default model (trained on CPU; below the paper's accuracy, see models/README.md)."
+  fi
 fi
 
 echo "== 1/4 procedural multi-stem songs"

@@ -161,3 +161,23 @@ TEST(Cli, MissingModelAndBadModelAreClearErrors) {
     EXPECT_EQ(r.code, 0);
     EXPECT_NE(r.out.find("score"), std::string::npos);
 }
+
+TEST(Cli, ScoreAndEmbedUseTheShippedDefaultModelWithoutDashM) {
+    const std::string def = std::string(COCOLA_SOURCE_DIR) + "/models/cocola_default.safetensors";
+    ASSERT_TRUE(std::filesystem::exists(def)) << def;
+    const std::string pair = " " + wav("00_triad") + " " + wav("03_triad_drums_mix");
+    auto implicit = run_cli("score" + pair), explicit_ = run_cli("score -m " + def + pair);
+    ASSERT_EQ(implicit.code, 0) << implicit.out;
+    EXPECT_EQ(implicit.out, explicit_.out);
+    // $COCOLA_MODEL points elsewhere: the golden hpss model's score, not the default's.
+    setenv("COCOLA_MODEL", model("hpss").c_str(), 1);
+    auto env = run_cli("score" + pair);
+    unsetenv("COCOLA_MODEL");
+    EXPECT_EQ(env.out, run_cli("score -m " + model("hpss") + pair).out);
+    EXPECT_NE(env.out, implicit.out);
+
+    const std::string dir = testutil::temp_dir("cli_default_embed");
+    auto e = run_cli("embed -o " + dir + " " + wav("00_triad"));
+    ASSERT_EQ(e.code, 0) << e.out;
+    EXPECT_EQ(cocola::npy::load(dir + "/00_triad.npy").shape, (std::vector<int64_t>{1, 512}));
+}

@@ -289,3 +289,18 @@ TEST(EvalCli, ClearErrors) {
     EXPECT_NE(r.code, 0);
 }
 
+
+TEST(EvalCli, UsesTheShippedDefaultModelWithoutDashM) {
+    const std::string def = std::string(COCOLA_SOURCE_DIR) + "/models/cocola_default.safetensors";
+    ASSERT_TRUE(std::filesystem::exists(def)) << def;
+    const std::string dir = testutil::temp_dir("eval_cli_default");
+    write_twin_stem_set(dir + "/set", 2, 6.0);
+    const std::string data = " --data " + dir + "/set --cache-dir " + dir + "/c --json";
+    auto implicit = run_cli("eval" + data), explicit_ = run_cli("eval -m " + def + data);
+    ASSERT_EQ(implicit.code, 0) << implicit.out;
+    ASSERT_EQ(explicit_.code, 0) << explicit_.out;
+    auto a = nlohmann::json::parse(implicit.out.substr(implicit.out.find("{\n")));
+    auto b = nlohmann::json::parse(explicit_.out.substr(explicit_.out.find("{\n")));
+    for (const char* key : {"model", "accuracy", "ci95", "batches", "items"})
+        EXPECT_EQ(a["results"][0][0][key], b["results"][0][0][key]) << key;  // all but the seconds it took
+}
