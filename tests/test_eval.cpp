@@ -289,7 +289,6 @@ TEST(EvalCli, ClearErrors) {
     EXPECT_NE(r.code, 0);
 }
 
-
 TEST(EvalCli, UsesTheShippedDefaultModelWithoutDashM) {
     const std::string def = std::string(COCOLA_SOURCE_DIR) + "/models/cocola_default.safetensors";
     ASSERT_TRUE(std::filesystem::exists(def)) << def;

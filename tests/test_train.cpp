@@ -286,21 +286,15 @@ TEST(Train, ZeroInitResidualStartsEveryResidualBlockAsTheIdentity) {
     EXPECT_TRUE(train::read_run_options(o.run_dir).zero_init_residual);
     auto init = random_init_of(o, base);
     auto after = safetensors::load(o.run_dir + "/last.safetensors");
-    int zero = 0, one = 0;
     const std::string prefix = "encoder.encoder.model.0._blocks.";
     for (int i = 0; i < 16; ++i) {
         const at::Tensor g = *after.find(prefix + std::to_string(i) + "._bn2.weight");
         const bool residual = i == 2 || i == 4 || i == 6 || i == 7 || i == 9 || i == 10 || (i >= 12 && i <= 14);
-        if (residual) {
+        if (residual)
             EXPECT_EQ(g.abs().max().item<double>(), 0.0) << "block " << i;
-            ++zero;
-        } else {
+        else
             EXPECT_TRUE(at::equal(g, at::ones_like(g))) << "block " << i;
-            ++one;
-        }
     }
-    EXPECT_EQ(zero, 9);
-    EXPECT_EQ(one, 7);
     for (const std::string& k : std::vector<std::string>{"encoder.projection.weight", "similarity.w", prefix + "2._project_conv.weight"})
         EXPECT_TRUE(at::equal(*after.find(k), *init.find(k))) << k;
 }

@@ -477,7 +477,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
                 p.value().add_(at::eye(p.value().size(0), p.value().options()) * o.similarity_init_identity);
             }
     }
-    if (o.init_from.empty() && o.zero_init_residual) {
+    if (!resume && o.init_from.empty() && o.zero_init_residual) {
         // Measured (docs/training.md section 6): from the default init the 16-block EfficientNet stays at chance
         // on sub-mix pairs for thousands of steps, while a 6-layer CNN learns within 200; with every residual
         // branch starting at zero the EfficientNet starts as its shallow skeleton and learns.
