@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "cocola/audio.hpp"
@@ -99,6 +100,22 @@ safetensors::File random_init_of(const train::TrainOptions& o, const std::string
     cfg.similarity = o.similarity;
     model::Model(cfg, o.seed).save(dir + "/init.safetensors");
     return safetensors::load(dir + "/init.safetensors");
+}
+
+// A one-step run at lr 0, where Adam leaves every weight where it started: its last.safetensors holds the
+// initialisation that `configure` asked for, returned beside the plain random init of the same seed.
+struct InitAtLr0 {
+    train::TrainOptions options;
+    safetensors::File init, after;
+};
+
+InitAtLr0 init_at_lr0(const std::string& name, const std::function<void(train::TrainOptions&)>& configure) {
+    const std::string base = testutil::temp_dir(name);
+    auto o = tiny_options(base + "/r", 1);
+    o.lr = 0;
+    configure(o);
+    train::train(o, false);
+    return {o, random_init_of(o, base), safetensors::load(o.run_dir + "/last.safetensors")};
 }
 
 double mean(const std::vector<double>& v, size_t a, size_t b) {
@@ -254,15 +271,8 @@ TEST(Train, CentredProjectionRescalesEachOutputOfTheRandomInit) {
     // With lr 0 Adam leaves every weight where it started, so last.safetensors holds the init: with
     // --center-projection each projection row is its random-init row times a positive factor (1 / spread), and
     // the bias is moved (minus the mean); the rest of the network is the plain random init.
-    const std::string base = testutil::temp_dir("train_centre");
-    auto o = tiny_options(base + "/r", 1);
-    o.lr = 0;
-    o.center_projection = true;
-    train::train(o, false);
+    const auto [o, init, after] = init_at_lr0("train_centre", [](auto& t) { t.center_projection = true; });
     EXPECT_TRUE(train::read_run_options(o.run_dir).center_projection);
-
-    auto init = random_init_of(o, base);
-    auto after = safetensors::load(o.run_dir + "/last.safetensors");
     const at::Tensor w0 = *init.find("encoder.projection.weight"), w1 = *after.find("encoder.projection.weight");
     const at::Tensor ratio = (w1 / w0);  // [512, 1280]: constant along each row
     const at::Tensor row_factor = std::get<0>(ratio.median(1));
@@ -278,14 +288,8 @@ TEST(Train, CentredProjectionRescalesEachOutputOfTheRandomInit) {
 TEST(Train, ZeroInitResidualStartsEveryResidualBlockAsTheIdentity) {
     // lr 0 keeps the init: with --zero-init-residual the last BatchNorm scale of the 9 residual MBConv blocks
     // of B0 (stride 1, same width in and out) is 0, of the 7 others 1, and every other weight is the plain init.
-    const std::string base = testutil::temp_dir("train_zero_residual");
-    auto o = tiny_options(base + "/r", 1);
-    o.lr = 0;
-    o.zero_init_residual = true;
-    train::train(o, false);
+    const auto [o, init, after] = init_at_lr0("train_zero_residual", [](auto& t) { t.zero_init_residual = true; });
     EXPECT_TRUE(train::read_run_options(o.run_dir).zero_init_residual);
-    auto init = random_init_of(o, base);
-    auto after = safetensors::load(o.run_dir + "/last.safetensors");
     const std::string prefix = "encoder.encoder.model.0._blocks.";
     for (int i = 0; i < 16; ++i) {
         const at::Tensor g = *after.find(prefix + std::to_string(i) + "._bn2.weight");
