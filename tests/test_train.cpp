@@ -13,6 +13,8 @@
 
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
+#include "cocola/evaluate.hpp"
+#include "cocola/model.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/synth.hpp"
 #include "cocola/train.hpp"
@@ -144,6 +146,35 @@ TEST(Train, LossFallsAndAccuracyRisesOnATinySet) {
     EXPECT_GT(mean(l.acc, 30, 40), mean(l.acc, 0, 10));
     EXPECT_TRUE(fs::exists(o.run_dir + "/curves.svg"));
     EXPECT_TRUE(fs::exists(o.run_dir + "/last.safetensors"));
+}
+
+TEST(Train, ValidationLogsCocolaEvalsK2AccuracyOfTheValidatedWeights) {
+    const std::string run = testutil::temp_dir("train_valk2");
+    auto o = tiny_options(run + "/r", 3);
+    o.val_every = 3;
+    o.val_batches = 1;
+    train::train(o, false);
+    // The last log line (step 3, validated): its last column is K = 2 accuracy over the validation split.
+    std::ifstream in(o.run_dir + "/log.csv");
+    std::string header, line, last;
+    std::getline(in, header);
+    EXPECT_EQ(header.substr(header.rfind(',') + 1), "val_k2_accuracy");
+    while (std::getline(in, line)) last = line;
+    const std::string logged = last.substr(last.rfind(',') + 1);
+    ASSERT_FALSE(logged.empty()) << last;
+    // last.safetensors holds the weights (and recalibrated BatchNorm statistics) that were validated at step 3.
+    const model::Model m = model::Model::load(o.run_dir + "/last.safetensors");
+    const data::StemCache cache(tiny_cache());
+    const auto splits = cache.splits();
+    ASSERT_NE(std::find(splits.begin(), splits.end(), "valid"), splits.end());
+    eval::EvalOptions eo;
+    eo.k = 2;
+    eo.split = "valid";
+    const double expected = eval::evaluate(m, cache, eo).accuracy;
+    EXPECT_NEAR(std::stod(logged), expected, 1e-5);
+    std::ifstream svg(o.run_dir + "/curves.svg");
+    const std::string curves((std::istreambuf_iterator<char>(svg)), {});
+    EXPECT_NE(curves.find("validation, K = 2"), std::string::npos);
 }
 
 TEST(Train, ResumeEqualsAnUninterruptedRun) {

@@ -51,6 +51,7 @@ struct StepLog {
     int epoch = 0;
     double loss = 0, accuracy = 0;
     double val_loss = -1, val_accuracy = -1;  // < 0 when not validated at this step
+    double val_k2_accuracy = -1;              // cocola eval's K = 2 accuracy on the validation split(s)
     double seconds = 0;                        // wall time of this step
     double feature_seconds = 0;                // of which computing features
 };

@@ -144,6 +144,10 @@ Runner add_train_command(CLI::App& app) {
                 if (s.val_loss >= 0) {
                     std::snprintf(buf, sizeof(buf), " val loss %.3f acc %.1f%%", s.val_loss, 100 * s.val_accuracy);
                     last_val = buf;
+                    if (s.val_k2_accuracy >= 0) {
+                        std::snprintf(buf, sizeof(buf), " K=2 %.1f%%", 100 * s.val_k2_accuracy);
+                        last_val += buf;
+                    }
                     bar.message("step " + std::to_string(s.step) + ":" + last_val);
                 }
                 std::snprintf(buf, sizeof(buf), "loss %.3f acc %.1f%% (%.2f s/step, features %.2f s)%s", loss_avg,

@@ -60,7 +60,7 @@ void panel(std::ostringstream& svg, double x0, double y0, double w, double h, co
 }
 
 struct RunLog {
-    std::vector<std::pair<double, double>> loss, acc, vloss, vacc;
+    std::vector<std::pair<double, double>> loss, acc, vloss, vacc, vk2;  // vk2: K = 2 validation (newer logs)
 };
 
 RunLog read_log(const std::string& run_dir) {
@@ -69,7 +69,7 @@ RunLog read_log(const std::string& run_dir) {
     std::string line;
     std::getline(in, line);
     RunLog r;
-    auto& [loss, acc, vloss, vacc] = r;
+    auto& [loss, acc, vloss, vacc, vk2] = r;
     while (std::getline(in, line)) {
         std::vector<std::string> f;
         std::stringstream ss(line);
@@ -83,6 +83,7 @@ RunLog read_log(const std::string& run_dir) {
             vloss.push_back({step, std::stod(f[4])});
             vacc.push_back({step, std::stod(f[5])});
         }
+        if (f.size() > 8 && !f[8].empty()) vk2.push_back({step, std::stod(f[8])});
     }
     return r;
 }
@@ -90,7 +91,7 @@ RunLog read_log(const std::string& run_dir) {
 }  // namespace
 
 void write_curves_svg(const std::string& run_dir) {
-    const auto [loss, acc, vloss, vacc] = read_log(run_dir);
+    const auto [loss, acc, vloss, vacc, vk2] = read_log(run_dir);
     const size_t win = std::max<size_t>(1, loss.size() / 50);
     double lmax = 0.1;
     for (const auto& p : loss) lmax = std::max(lmax, p.second);
@@ -101,7 +102,10 @@ void write_curves_svg(const std::string& run_dir) {
     panel(svg, 0, 0, 450, 340, "contrastive loss",
           {{"training (moving average)", "#1f77b4", smooth(loss, win)}, {"validation", "#d62728", vloss, true}}, 0, lmax);
     panel(svg, 450, 0, 450, 340, "accuracy (row argmax = own pair)",
-          {{"training (moving average)", "#1f77b4", smooth(acc, win)}, {"validation", "#d62728", vacc, true}}, 0, 1);
+          {{"training (moving average)", "#1f77b4", smooth(acc, win)},
+           {"validation", "#d62728", vacc, true},
+           {"validation, K = 2 (cocola eval)", "#2ca02c", vk2, true}},
+          0, 1);
     svg << "</svg>\n";
     fsutil::write_file_atomically(run_dir + "/curves.svg", svg.str());
 }
