@@ -154,13 +154,23 @@ TEST(Train, ValidationLogsCocolaEvalsK2AccuracyOfTheValidatedWeights) {
     o.val_every = 3;
     o.val_batches = 1;
     train::train(o, false);
-    // The last log line (step 3, validated): its last column is K = 2 accuracy over the validation split.
+    // The last log line (step 3, validated): its val_k2_accuracy column is K = 2 accuracy over the validation split.
     std::ifstream in(o.run_dir + "/log.csv");
     std::string header, line, last;
     std::getline(in, header);
-    EXPECT_EQ(header.substr(header.rfind(',') + 1), "val_k2_accuracy");
     while (std::getline(in, line)) last = line;
-    const std::string logged = last.substr(last.rfind(',') + 1);
+    auto fields = [](const std::string& l) {
+        std::vector<std::string> f;
+        std::stringstream ss(l);
+        std::string x;
+        while (std::getline(ss, x, ',')) f.push_back(x);
+        if (!l.empty() && l.back() == ',') f.push_back("");
+        return f;
+    };
+    const auto names = fields(header), values = fields(last);
+    const auto col = std::find(names.begin(), names.end(), "val_k2_accuracy") - names.begin();
+    ASSERT_LT(col, static_cast<long>(values.size())) << header << "\n" << last;
+    const std::string logged = values[col];
     ASSERT_FALSE(logged.empty()) << last;
     // last.safetensors holds the weights (and recalibrated BatchNorm statistics) that were validated at step 3.
     const model::Model m = model::Model::load(o.run_dir + "/last.safetensors");
@@ -175,6 +185,69 @@ TEST(Train, ValidationLogsCocolaEvalsK2AccuracyOfTheValidatedWeights) {
     std::ifstream svg(o.run_dir + "/curves.svg");
     const std::string curves((std::istreambuf_iterator<char>(svg)), {});
     EXPECT_NE(curves.find("validation, K = 2"), std::string::npos);
+}
+
+TEST(Train, TempoProfilesPeakAtTheBeatPeriodWhereverTheBeatsFall) {
+    // Two dB "spectrograms" of silence (-80) with a 2-frame burst (0 dB) every 50 and every 37 frames.
+    at::Tensor f = at::full({3, 2, 64, 501}, -80.0f);
+    auto clicks = [&](int64_t b, int64_t period, int64_t phase) {
+        for (int64_t t = phase; t + 1 < 501; t += period) f[b].slice(2, t, t + 2).fill_(0.0f);
+    };
+    clicks(0, 50, 3);
+    clicks(1, 37, 11);
+    clicks(2, 50, 29);  // the first one's beat period, another phase
+    const at::Tensor p = train::tempo_profiles(f);
+    ASSERT_EQ(p.size(0), 3);
+    ASSERT_EQ(p.size(1), 185);
+    EXPECT_EQ(p[0].argmax().item<int64_t>() + 15, 50);
+    EXPECT_EQ(p[1].argmax().item<int64_t>() + 15, 37);
+    EXPECT_NEAR(p[0].norm().item<double>(), 1.0, 1e-5);
+    // Same period, other phase: nearly the same profile; another period: clearly another.
+    const double same = (p[0] * p[2]).sum().item<double>(), other = (p[0] * p[1]).sum().item<double>();
+    EXPECT_GT(same, 0.9);
+    EXPECT_LT(other, 0.5);
+}
+
+TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
+    const std::string base = testutil::temp_dir("train_aux");
+    auto a = tiny_options(base + "/a", 4);
+    a.aux_tempo = 1.0;
+    train::train(a, false);
+    auto b = tiny_options(base + "/b", 4);
+    b.aux_tempo = 1.0;
+    int calls = 0;
+    train::train(b, false, {}, [&] { return ++calls == 2; });  // "Ctrl-C" after step 2
+    train::train(train::read_run_options(b.run_dir), true);
+
+    // The head's weights and Adam state travel in the checkpoint, so the resumed run equals the uninterrupted one.
+    auto read_aux = [](const std::string& run) {
+        std::ifstream in(run + "/log.csv");
+        std::string line;
+        std::getline(in, line);
+        std::vector<double> v;
+        while (std::getline(in, line)) v.push_back(std::stod(line.substr(line.rfind(',') + 1)));
+        return v;
+    };
+    const auto aux_a = read_aux(a.run_dir);
+    ASSERT_EQ(aux_a.size(), 4u);
+    for (double x : aux_a) {
+        EXPECT_GE(x, 0.0);
+        EXPECT_LE(x, 2.0);
+    }
+    EXPECT_EQ(aux_a, read_aux(b.run_dir));
+    EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
+    auto ckpt = safetensors::load(b.run_dir + "/checkpoint.safetensors");
+    EXPECT_NE(ckpt.find("train_only.aux_tempo.weight"), nullptr);
+    auto model = safetensors::load(b.run_dir + "/last.safetensors");
+    for (const auto& [name, t] : model.tensors) EXPECT_EQ(name.find("aux"), std::string::npos) << name;
+    // The paper's recipe (aux off) leaves the column empty.
+    auto c = tiny_options(base + "/c", 1);
+    train::train(c, false);
+    std::ifstream in(c.run_dir + "/log.csv");
+    std::string line;
+    std::getline(in, line);
+    std::getline(in, line);
+    EXPECT_EQ(line.back(), ',');
 }
 
 TEST(Train, ResumeEqualsAnUninterruptedRun) {

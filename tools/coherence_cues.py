@@ -10,7 +10,9 @@ every anchor against its own positive and the positives of other songs, K = 2, w
   tempo          cosine of the onset envelopes' autocorrelations (lags 0.15-2 s): shift-invariant rhythm
   pitch classes  cosine of 12-bin pitch-class profiles from a fine FFT: shared key and harmony
 
-The last two are invariant to where in the window things happen, as a CNN with global pooling is; the first
+  tempo + pitch  the sum of the two cosines above
+
+The last three are invariant to where in the window things happen, as a CNN with global pooling is; the first
 is not. Needs numpy (Debian: /usr/bin/python3 with python3-numpy).
 
   /usr/bin/python3 tools/coherence_cues.py data/demo/test data/openmsx/test
@@ -81,7 +83,13 @@ def pitch_classes(x, n=8192):
     return unit(np.bincount(pc, weights=spectrum[keep], minlength=12))
 
 
-CUES = {"alignment": onset_envelope, "tempo": tempo_profile, "pitch classes": pitch_classes}
+def tempo_and_pitch(x):
+    """Both shift-invariant cues at once: the dot product of two of these is the sum of the two cosines."""
+    return np.concatenate([tempo_profile(x), pitch_classes(x)])
+
+
+CUES = {"alignment": onset_envelope, "tempo": tempo_profile, "pitch classes": pitch_classes,
+        "tempo + pitch": tempo_and_pitch}
 
 
 def main():

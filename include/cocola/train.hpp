@@ -44,6 +44,12 @@ struct TrainOptions {
     // Fresh runs only: the last BatchNorm of every residual MBConv branch starts with scale 0, so each block
     // starts as the identity and the network as a shallow one (Goyal et al. 2017's "zero-gamma").
     bool zero_init_residual = false;
+    // Weight of an auxiliary, training-only loss (0: off, the paper's recipe): a linear head on the encoder's
+    // pooled 1280 features predicts each window's tempo profile (the autocorrelation of its onset envelope at
+    // lags 0.15-2 s), computed from the window's own features. It points the encoder at rhythm, the cue a
+    // shift-invariant embedding can use that our runs did not pick up (docs/training.md section 7); the
+    // head is not part of the model that is saved.
+    double aux_tempo = 0;
 };
 
 struct StepLog {
@@ -52,6 +58,7 @@ struct StepLog {
     double loss = 0, accuracy = 0;
     double val_loss = -1, val_accuracy = -1;  // < 0 when not validated at this step
     double val_k2_accuracy = -1;              // cocola eval's K = 2 accuracy on the validation split(s)
+    double aux_loss = -1;                     // the auxiliary tempo loss (1 - cosine), < 0 when off
     double seconds = 0;                        // wall time of this step
     double feature_seconds = 0;                // of which computing features
 };
@@ -65,6 +72,10 @@ void train(TrainOptions opt, bool resume, const StepCallback& on_step = {}, cons
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);
+
+// The auxiliary loss's target (--aux-tempo): tempo profiles [B, 185] of feature windows [B, C, 64, T] (dB), the
+// centred, unit-norm autocorrelation of the onset envelope at lags of 15-199 frames (0.15-2 s).
+at::Tensor tempo_profiles(const at::Tensor& features);
 
 // Writes run_dir/curves.svg from run_dir/log.csv (loss and accuracy, training and validation).
 void write_curves_svg(const std::string& run_dir);

@@ -68,6 +68,10 @@ Runner add_train_command(CLI::App& app) {
     app.add_flag("--zero-init-residual", o->t.zero_init_residual,
                  "Fresh runs: every residual block's last BatchNorm starts at scale 0, so the EfficientNet starts "
                  "as its shallow skeleton (without it, training from scratch stays at chance for thousands of steps)");
+    app.add_option("--aux-tempo", o->t.aux_tempo,
+                   "Weight of an auxiliary training-only loss: a head on the pooled encoder features predicts each "
+                   "window's tempo profile (onset autocorrelation, 0.15-2 s); 0 = off, the paper's recipe")
+        ->check(CLI::Range(0.0, 100.0));
     app.add_option("--warmup", o->t.warmup_steps,
                    "Raise the learning rates linearly from 0 over this many first steps (0: none, as the paper)")
         ->check(CLI::NonNegativeNumber)
