@@ -252,11 +252,12 @@ void contrastive_logits(model::CocolaNet& net, const at::Tensor& e, int K, LossK
 // Lags of the tempo profile: 0.15-2 s at 100 frames/s (hop 160 at 16 kHz), beat periods of 30-400 BPM.
 constexpr int64_t kTempoMinLag = 15, kTempoMaxLag = 200;
 
+}  // namespace
+
 // Tempo profiles of feature windows [B, C, M, T] (dB): the onset envelope (frame-to-frame rises summed over
 // channels and bands), centred and normalised, then its autocorrelation at each lag, centred and normalised.
 // Two windows with the same beat period have similar profiles wherever their beats fall (the hand-made "tempo"
 // cue of tools/coherence_cues.py: 89.9 % K = 2 on the procedural test split, 95.2 % on openmsx).
-}  // namespace
 
 at::Tensor tempo_profiles(const at::Tensor& features) {
     const int64_t T = features.size(3);
@@ -351,14 +352,15 @@ struct Validation {
 // K x K loss falls and rises with the scale of W while the pairwise choice it stands for may not, so checkpoints
 // are better judged by this. The mean over the data sets (each counts once, whatever its size); -1 when no set
 // has the two items a K = 2 batch needs.
-double validate_k2(const model::Model& m, const std::vector<ValSet>& sets) {
+double validate_k2(const model::Model& m, const std::vector<ValSet>& sets, data::PairMode pairs) {
     double sum = 0;
     int n = 0;
     for (const auto& vs : sets) {
+        if (vs.items.size() < 2) continue;
         eval::EvalOptions eo;
         eo.k = 2;
         eo.split = vs.split;
-        if (vs.items.size() < 2) continue;
+        eo.pairs = pairs;
         sum += eval::evaluate(m, *vs.cache, eo).accuracy;
         ++n;
     }
@@ -393,7 +395,8 @@ Validation validate(model::Model& m, const std::vector<ValSet>& sets, const Trai
         v.loss = loss / batches;
         v.accuracy = acc / batches;
     }
-    v.k2_accuracy = validate_k2(m, sets);
+    // The pairs the K x K validation measures (the shared-stem warm-up is judged on disjoint sub-mixes).
+    v.k2_accuracy = validate_k2(m, sets, o.pair_mode == data::PairMode::SharedStem ? data::PairMode::SubMix : o.pair_mode);
     return v;
 }
 
@@ -451,7 +454,8 @@ void load_checkpoint(const std::string& path, model::Model& m, Adam& adam, int64
     }
 }
 
-// val_k2_accuracy and aux_loss came last so that the columns before it keep their places for older readers of the log.
+// val_k2_accuracy and aux_loss came last so that the columns before them keep their places for older readers
+// of the log.
 const char* kLogHeader =
     "step,epoch,loss,accuracy,val_loss,val_accuracy,step_seconds,feature_seconds,val_k2_accuracy,aux_loss";
 
