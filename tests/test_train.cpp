@@ -95,6 +95,30 @@ Log read_log(const std::string& run_dir) {
     return l;
 }
 
+// The values of one named column of a run's log.csv, a line each ("" where a line leaves it empty).
+std::vector<std::string> log_column(const std::string& run_dir, const std::string& name) {
+    std::ifstream in(run_dir + "/log.csv");
+    auto fields = [](const std::string& line) {
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        std::string x;
+        while (std::getline(ss, x, ',')) f.push_back(x);
+        if (!line.empty() && line.back() == ',') f.push_back("");
+        return f;
+    };
+    std::string line;
+    std::getline(in, line);
+    const auto names = fields(line);
+    const size_t col = static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+    EXPECT_LT(col, names.size()) << "no column " << name << " in " << line;
+    std::vector<std::string> out;
+    while (std::getline(in, line)) {
+        const auto f = fields(line);
+        out.push_back(col < f.size() ? f[col] : "");
+    }
+    return out;
+}
+
 // The weights a fresh run of `o` draws before any option touches them (the model's own init for its seed).
 safetensors::File random_init_of(const train::TrainOptions& o, const std::string& dir) {
     model::Config cfg;
@@ -155,23 +179,10 @@ TEST(Train, ValidationLogsCocolaEvalsK2AccuracyOfTheValidatedWeights) {
     o.val_batches = 1;
     train::train(o, false);
     // The last log line (step 3, validated): its val_k2_accuracy column is K = 2 accuracy over the validation split.
-    std::ifstream in(o.run_dir + "/log.csv");
-    std::string header, line, last;
-    std::getline(in, header);
-    while (std::getline(in, line)) last = line;
-    auto fields = [](const std::string& l) {
-        std::vector<std::string> f;
-        std::stringstream ss(l);
-        std::string x;
-        while (std::getline(ss, x, ',')) f.push_back(x);
-        if (!l.empty() && l.back() == ',') f.push_back("");
-        return f;
-    };
-    const auto names = fields(header), values = fields(last);
-    const auto col = std::find(names.begin(), names.end(), "val_k2_accuracy") - names.begin();
-    ASSERT_LT(col, static_cast<long>(values.size())) << header << "\n" << last;
-    const std::string logged = values[col];
-    ASSERT_FALSE(logged.empty()) << last;
+    const auto column = log_column(o.run_dir, "val_k2_accuracy");
+    ASSERT_EQ(column.size(), 3u);
+    const std::string logged = column.back();
+    ASSERT_FALSE(logged.empty());
     // last.safetensors holds the weights (and recalibrated BatchNorm statistics) that were validated at step 3.
     const model::Model m = model::Model::load(o.run_dir + "/last.safetensors");
     const data::StemCache cache(tiny_cache());
@@ -221,11 +232,8 @@ TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
 
     // The head's weights and Adam state travel in the checkpoint, so the resumed run equals the uninterrupted one.
     auto read_aux = [](const std::string& run) {
-        std::ifstream in(run + "/log.csv");
-        std::string line;
-        std::getline(in, line);
         std::vector<double> v;
-        while (std::getline(in, line)) v.push_back(std::stod(line.substr(line.rfind(',') + 1)));
+        for (const auto& x : log_column(run, "aux_loss")) v.push_back(std::stod(x));
         return v;
     };
     const auto aux_a = read_aux(a.run_dir);
@@ -243,11 +251,7 @@ TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
     // The paper's recipe (aux off) leaves the column empty.
     auto c = tiny_options(base + "/c", 1);
     train::train(c, false);
-    std::ifstream in(c.run_dir + "/log.csv");
-    std::string line;
-    std::getline(in, line);
-    std::getline(in, line);
-    EXPECT_EQ(line.back(), ',');
+    EXPECT_EQ(log_column(c.run_dir, "aux_loss"), std::vector<std::string>{""});
 }
 
 TEST(Train, ResumeEqualsAnUninterruptedRun) {
