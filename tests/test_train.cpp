@@ -76,25 +76,6 @@ train::TrainOptions tiny_options(const std::string& run_dir, int64_t steps) {
     return o;
 }
 
-struct Log {
-    std::vector<double> loss, acc;
-};
-Log read_log(const std::string& run_dir) {
-    std::ifstream in(run_dir + "/log.csv");
-    std::string line;
-    std::getline(in, line);
-    Log l;
-    while (std::getline(in, line)) {
-        std::stringstream ss(line);
-        std::string f;
-        std::vector<std::string> v;
-        while (std::getline(ss, f, ',')) v.push_back(f);
-        l.loss.push_back(std::stod(v[2]));
-        l.acc.push_back(std::stod(v[3]));
-    }
-    return l;
-}
-
 // The values of one named column of a run's log.csv, a line each ("" where a line leaves it empty).
 std::vector<std::string> log_column(const std::string& run_dir, const std::string& name) {
     std::ifstream in(run_dir + "/log.csv");
@@ -118,6 +99,17 @@ std::vector<std::string> log_column(const std::string& run_dir, const std::strin
     }
     return out;
 }
+
+struct Log {
+    std::vector<double> loss, acc;
+};
+// A column that every line fills, as numbers.
+std::vector<double> log_numbers(const std::string& run_dir, const std::string& name) {
+    std::vector<double> v;
+    for (const auto& x : log_column(run_dir, name)) v.push_back(std::stod(x));
+    return v;
+}
+Log read_log(const std::string& run_dir) { return {log_numbers(run_dir, "loss"), log_numbers(run_dir, "accuracy")}; }
 
 // The weights a fresh run of `o` draws before any option touches them (the model's own init for its seed).
 safetensors::File random_init_of(const train::TrainOptions& o, const std::string& dir) {
@@ -231,18 +223,13 @@ TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
     train::train(train::read_run_options(b.run_dir), true);
 
     // The head's weights and Adam state travel in the checkpoint, so the resumed run equals the uninterrupted one.
-    auto read_aux = [](const std::string& run) {
-        std::vector<double> v;
-        for (const auto& x : log_column(run, "aux_loss")) v.push_back(std::stod(x));
-        return v;
-    };
-    const auto aux_a = read_aux(a.run_dir);
+    const auto aux_a = log_numbers(a.run_dir, "aux_loss");
     ASSERT_EQ(aux_a.size(), 4u);
     for (double x : aux_a) {
         EXPECT_GE(x, 0.0);
         EXPECT_LE(x, 2.0);
     }
-    EXPECT_EQ(aux_a, read_aux(b.run_dir));
+    EXPECT_EQ(aux_a, log_numbers(b.run_dir, "aux_loss"));
     EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
     auto ckpt = safetensors::load(b.run_dir + "/checkpoint.safetensors");
     EXPECT_NE(ckpt.find("train_only.aux_tempo.weight"), nullptr);
