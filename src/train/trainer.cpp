@@ -8,6 +8,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "cocola/error.hpp"
 #include "cocola/evaluate.hpp"
@@ -182,8 +183,10 @@ at::Tensor pair_features(features::Frontend frontend, const float* anchor, const
 }
 
 ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
-    // Runs on the prefetch thread, single-threaded, while the model trains on the others.
-    omp_set_num_threads(1);
+    // Runs on the prefetch thread. On the CPU it is single-threaded, while the model trains on the others; on a
+    // GPU the model needs no CPU threads and the features would be the bottleneck, so they get all of them
+    // (each clip's features are computed alone: the thread count does not change them).
+    omp_set_num_threads(o.device == "cpu" ? 1 : std::max(1, at::get_num_threads()));
     ReadyBatch r;
     const auto e = sched.at(step, r.epoch);
     data::PairBatch b = sched.samplers[e.source]->batch(r.epoch, e.batch);
@@ -295,10 +298,12 @@ void recalibrate_batchnorm(model::CocolaNet& net, const Schedule& sched, const T
     std::vector<torch::nn::BatchNorm2dImpl*> bns;
     for (const auto& mod : net.modules(/*include_self=*/false))
         if (auto* b = mod->as<torch::nn::BatchNorm2dImpl>()) bns.push_back(b);
-    std::vector<c10::optional<double>> momentum;
+    // c10::optional in LibTorch 1.13, std::optional in 2.x: the options' own type, and {} for "none".
+    using Momentum = std::decay_t<decltype(bns.front()->options.momentum())>;
+    std::vector<Momentum> momentum;
     for (auto* b : bns) {
         momentum.push_back(b->options.momentum());
-        b->options.momentum(c10::nullopt);  // cumulative average
+        b->options.momentum(Momentum{});  // none: a cumulative average
         b->reset_running_stats();
     }
     at::manual_seed(mix_seed(o.seed ^ 0xB4u, 0));  // drop-connect draws
@@ -505,6 +510,9 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     for (const auto& entry : fs::directory_iterator(o.run_dir))
         if (entry.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(entry.path());
     const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
+    if (o.device == "cuda" && !at::hasCUDA())
+        throw Error("--device cuda: this build's LibTorch has no CUDA, or no GPU is visible (build against a CUDA "
+                    "LibTorch via CMAKE_PREFIX_PATH, see README)");
 
     // Data.
     std::vector<std::unique_ptr<data::StemCache>> caches;
