@@ -1,8 +1,12 @@
 #include "test_util.hpp"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,10 +20,34 @@ const std::vector<std::string> kClipsAll = {"00_triad", "01_drums", "02_bass", "
                                             "04_white_noise_m20dbfs", "05_silence", "06_dc_offset_clipped",
                                             "07_log_chirp", "x3s_triad_bass", "x12s_full_mix"};
 
+namespace {
+// The temporary directories this test process made. They go when it ends (songs, caches and runs reach
+// hundreds of MB a test), unless a test failed or COCOLA_KEEP_TEST_DIRS is set: then they stay for a look.
+struct TempDirs {
+    std::vector<std::filesystem::path> paths;
+    pid_t owner = ::getpid();
+    ~TempDirs() {
+        if (::getpid() != owner) return;  // a forked child leaves its parent's directories alone
+        const bool keep = std::getenv("COCOLA_KEEP_TEST_DIRS") != nullptr || !::testing::UnitTest::GetInstance()->Passed();
+        for (const auto& p : paths) {
+            std::error_code ec;
+            if (keep) std::cerr << "kept test directory " << p.string() << "\n";
+            else std::filesystem::remove_all(p, ec);
+        }
+    }
+};
+TempDirs& temp_dirs() {
+    static TempDirs dirs;
+    return dirs;
+}
+}  // namespace
+
 std::string temp_dir(const std::string& tag) {
     auto p = std::filesystem::temp_directory_path() / ("cocola_test_" + tag + "_" + std::to_string(::getpid()));
     std::filesystem::remove_all(p);
     std::filesystem::create_directories(p);
+    auto& dirs = temp_dirs().paths;
+    if (std::find(dirs.begin(), dirs.end(), p) == dirs.end()) dirs.push_back(p);
     return p.string();
 }
 

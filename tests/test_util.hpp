@@ -10,7 +10,8 @@ namespace testutil {
 inline std::string data(const std::string& rel) { return std::string(COCOLA_TEST_DATA) + "/" + rel; }
 inline std::string golden(const std::string& rel) { return data("golden/" + rel); }
 
-// A fresh, empty temporary directory for one test.
+// A fresh, empty temporary directory for one test, removed when the test process ends (kept if a test failed,
+// or with COCOLA_KEEP_TEST_DIRS set).
 std::string temp_dir(const std::string& tag);
 
 struct RunResult {
