@@ -9,7 +9,8 @@
 #
 # Environment: RUN (run folder, default runs/default), DATA (where the songs go, default data), STEPS (default
 # 4000), TRAIN (0: skip training), INSTALL (1: ship the model), SHIP (best or last checkpoint, default best),
-# DEVICE (cpu or cuda).
+# DEVICE (cpu or cuda), TRACKS (0: train on the demo songs; N: on N procedural songs of seed 1 instead, which the
+# demo's test songs are not among; docs/training.md section 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,6 +19,7 @@ RUN=${RUN:-runs/default}
 DATA=${DATA:-data}
 STEPS=${STEPS:-4000}
 DEVICE=${DEVICE:-cpu}
+TRACKS=${TRACKS:-0}
 
 # The training recipe of the default model: the paper's, with the reference code's symmetric loss, except
 # that every residual block starts as the identity (--zero-init-residual: from the default init B0 stays at
@@ -28,6 +30,14 @@ TRAIN_ARGS=(--frontend hpss --batch 16 --lr 1e-3 --similarity-init-std 0.01 --lo
 echo "== data: procedural songs and openttd-openmsx (complete tracks are skipped)"
 $COCOLA synth --demo -o "$DATA/demo"
 $COCOLA synth --midi /usr/share/games/openttd/baseset/openmsx -o "$DATA/openmsx"
+TRAIN_DATA=$DATA/demo,$DATA/openmsx
+SYNTH_LINE="cocola synth --demo -o data/demo"
+if ((TRACKS > 0)); then
+  $COCOLA synth --tracks "$TRACKS" --seed 1 -o "$DATA/procedural-$TRACKS"
+  TRAIN_DATA=$DATA/procedural-$TRACKS,$DATA/openmsx
+  SYNTH_LINE="cocola synth --demo -o data/demo    # the test songs
+cocola synth --tracks $TRACKS --seed 1 -o data/procedural-$TRACKS    # the training songs"
+fi
 
 if [[ ${TRAIN:-1} != 0 ]]; then
   if [[ -f $RUN/checkpoint.safetensors ]]; then
@@ -35,7 +45,7 @@ if [[ ${TRAIN:-1} != 0 ]]; then
     $COCOLA train --resume "$RUN" --steps "$STEPS" || [[ $? == 130 ]]
   else
     echo "== training: starting $RUN"
-    $COCOLA train --data "$DATA/demo,$DATA/openmsx" -o "$RUN" --steps "$STEPS" --device "$DEVICE" "${TRAIN_ARGS[@]}" ||
+    $COCOLA train --data "$TRAIN_DATA" -o "$RUN" --steps "$STEPS" --device "$DEVICE" "${TRAIN_ARGS[@]}" ||
       [[ $? == 130 ]]
   fi
 fi
@@ -63,15 +73,16 @@ if [[ ${INSTALL:-0} == 1 ]]; then
     echo
     echo "COCOLA encoder (hpss front-end: harmonic and percussive log-mel channels, EfficientNet-B0, 512-d"
     echo "embeddings, bilinear similarity), trained from scratch by \`cocola train\` on built-in data only: the"
-    echo "procedural demo songs and the openttd-openmsx MIDI songs. \`cocola score\`, \`embed\` and \`eval\` use it"
+    if ((TRACKS > 0)); then songs="$TRACKS procedural songs (seed 1)"; else songs="procedural demo songs"; fi
+    echo "$songs and the openttd-openmsx MIDI songs. \`cocola score\`, \`embed\` and \`eval\` use it"
     echo "when \`-m\` is not given (\`\$COCOLA_MODEL\` overrides it)."
     echo
     echo "## How it was made"
     echo
     echo '```sh'
-    echo "cocola synth --demo -o data/demo"
+    echo "$SYNTH_LINE"
     echo "cocola synth --midi /usr/share/games/openttd/baseset/openmsx -o data/openmsx"
-    echo "cocola train --data data/demo,data/openmsx -o runs/default --steps $STEPS ${TRAIN_ARGS[*]}"
+    echo "cocola train --data ${TRAIN_DATA//$DATA/data} -o runs/default --steps $STEPS ${TRAIN_ARGS[*]}"
     echo "cocola train --resume runs/default    # after each interruption"
     echo '```'
     echo
@@ -92,7 +103,7 @@ if [[ ${INSTALL:-0} == 1 ]]; then
     echo
     echo "## Coherent sub-mix classification (the paper's Table 2, K = 2, chance 50 %)"
     echo
-    echo "Test splits: 25 procedural songs and 5 openttd-openmsx songs, none seen in training."
+    echo "Test splits: 25 procedural demo songs and 5 openttd-openmsx songs, none seen in training."
     echo
     cat "$RUN/eval/eval.md"
     echo

@@ -98,7 +98,8 @@ std::shared_ptr<const std::vector<std::vector<Window>>> PairSampler::plan_ptr(in
     if (distinct.size() < static_cast<size_t>(opt_.batch))
         throw Error(cache_.dir() + ": split '" + opt_.split + "' has " + std::to_string(distinct.size()) +
                     " tracks with 2 or more active stems, fewer than the batch size K = " +
-                    std::to_string(opt_.batch) + " (every window of a batch comes from another track)");
+                    std::to_string(opt_.batch) + " (every window of a batch comes from another track): use --batch " +
+                    std::to_string(distinct.size()) + " or less, or more songs");
     // Batches of K distinct tracks, greedily in shuffled order; windows that would repeat a track wait for a
     // later batch. What cannot fill a last batch is left for the next epoch's draw.
     auto batches = std::make_shared<std::vector<std::vector<Window>>>();

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One call on a GPU machine (CUDA PyTorch, compiler, CMake, ninja; no Debian packages): builds cocola against the
+# PyTorch's LibTorch, renders the built-in data, trains until STOP_AT seconds after the start, and leaves the run's
+# log, options, curves and split model files in $OUT. Needs .dev/ from tools/gpu/make_sysroot.sh.
+#
+#   OUT=/tmp/out STOP_AT=520 bash tools/gpu/train_on_gpu.sh
+#
+# Environment: STOP_AT (default 520 s: fits a 600 s call), TRACKS (extra procedural songs of seed 1 to train on,
+# default 0), TRAIN_ARGS (the recipe; default below), INIT (a model to start from), CXXSTD (20 for LibTorch 2.13+).
+# Measured on an H200 with 16 cores (docs/training.md section 8): configure 6 s, build 43 s, the demo songs and
+# openmsx rendered in 8 s, then 8.7 steps/s at batch 24, bound by the CPU features (0.10 s of each 0.115 s step).
+set -uo pipefail
+T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
+R=$PWD; D=$R/.dev; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+L=/tmp/cocola_gpu_logs; rm -rf $L; mkdir -p $L
+trap '(cd $L && tar czf "$OUT"/logs.tgz .)' EXIT
+STOP_AT=${STOP_AT:-520}
+TRACKS=${TRACKS:-0}
+TRAIN_ARGS=${TRAIN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 1e-3 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --zero-init-residual --val-every 500 --val-batches 8 --checkpoint-every 500 --seed 0}
+[ -f "$D"/sys.tar.xz ] || { echo "no .dev/sys.tar.xz: run tools/gpu/make_sysroot.sh first"; exit 1; }
+(cd "$D" && rm -rf sys && tar xJf sys.tar.xz); S=$D/sys
+sed -i "s|@PREFIX@|$S|" "$S"/lib/pkgconfig/*.pc
+export PKG_CONFIG_PATH=$S/lib/pkgconfig
+PKGCFG=$(command -v pkg-config || true)
+if [ -z "$PKGCFG" ]; then
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/pkgconf "$@"\n' "$S" "$S" > "$S"/bin/pkg-config; chmod +x "$S"/bin/pkg-config
+  PKGCFG=$S/bin/pkg-config
+fi
+export PATH=$PATH:/usr/local/cuda/bin
+TROOT=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
+TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+ABI=$(python3 -c 'import torch;print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+echo "== [$(el)s] $(nproc) cores; torch $(python3 -c 'import torch;print(torch.__version__)'); $(g++ --version | head -1); $(cmake --version | head -1)"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+COMMON=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DCOCOLA_BUILD_TESTS=OFF -DCOCOLA_BUILD_BENCH=OFF
+        -DPKG_CONFIG_EXECUTABLE="$PKGCFG" -DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,"$S"/lib ${CXXSTD:+-DCMAKE_CXX_STANDARD=$CXXSTD})
+if ! cmake -S . -B build-gpu "${COMMON[@]}" -DCMAKE_PREFIX_PATH="$TP;$S" > $L/cmake.log 2>&1; then
+  echo "== [$(el)s] the wheel's TorchConfig failed (tail below); linking its libraries directly"; tail -25 $L/cmake.log
+  rm -rf build-gpu
+  cmake -S . -B build-gpu "${COMMON[@]}" -DCMAKE_PREFIX_PATH="$S" -DTorch_DIR="$D" -DTORCH_PY_ROOT="$TROOT" \
+    -DTORCH_CXX11_ABI="$ABI" > $L/cmake2.log 2>&1 || { echo "== cmake failed"; tail -40 $L/cmake2.log; exit 1; }
+fi
+echo "== [$(el)s] configured; building"
+if ! ninja -C build-gpu -k 0 cocola_cli > $L/build.log 2>&1; then
+  echo "== [$(el)s] BUILD FAILED"; grep -E "error|Error" $L/build.log | head -60; tail -30 $L/build.log; exit 1
+fi
+echo "== [$(el)s] built"
+export LD_LIBRARY_PATH=$S/lib  # for cocola only: the carried libraries must not shadow the machine's in cmake
+C=$R/build-gpu/cocola
+SF=$D/sf2/TimGM6mb.sf2
+DATA=data/demo,data/openmsx
+$C synth --demo -o data/demo --soundfont "$SF" 2>&1 | tail -1
+$C synth --midi "$D"/openmsx -o data/openmsx --soundfont "$SF" 2>&1 | tail -1
+if [ "$TRACKS" -gt 0 ]; then
+  $C synth --tracks "$TRACKS" --seed 1 -o data/procedural-$TRACKS --soundfont "$SF" 2>&1 | tail -1
+  DATA=data/procedural-$TRACKS,data/openmsx
+fi
+echo "== [$(el)s] data rendered; training on $DATA"
+B=$((STOP_AT - $(el)))
+[ $B -gt 60 ] || { echo "== no time left to train ($B s)"; exit 1; }
+echo "== [$(el)s] training for at most $B s: $TRAIN_ARGS ${INIT:+--init $INIT}"
+timeout -s INT $B "$C" --threads "$(nproc)" train --data $DATA -o runs/gpu --device cuda $TRAIN_ARGS ${INIT:+--init "$INIT"} > $L/train.log 2>&1
+echo "== [$(el)s] train exit $?"
+tr '\r' '\n' < $L/train.log | grep -v "^$" | tail -4
+RD=runs/gpu
+if [ -f $RD/log.csv ]; then
+  awk -F, 'NR == 1 || $5 != ""' $RD/log.csv; tail -1 $RD/log.csv
+  awk -F, 'NR>1 {s+=$7; f+=$8; n++} END {if (n) printf "steps %d, mean step %.4f s, mean features %.4f s\n", n, s/n, f/n}' $RD/log.csv
+  cp $RD/log.csv $RD/options.json $RD/curves.svg $L/ 2>/dev/null
+  # Files come back at most 16 MiB each: the ~20 MB models in parts (cat best.part* > best.safetensors).
+  for m in best last; do [ -f $RD/$m.safetensors ] && split -b 15M -d $RD/$m.safetensors "$OUT"/$m.part; done
+fi
+ls -la "$OUT"; echo "== [$(el)s] done"
