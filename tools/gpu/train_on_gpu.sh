@@ -5,8 +5,8 @@
 #
 #   OUT=/tmp/out STOP_AT=520 bash tools/gpu/train_on_gpu.sh
 #
-# Environment: STOP_AT (default 520 s: fits a 600 s call), TRACKS (extra procedural songs of seed 1 to train on,
-# default 0), TRAIN_ARGS (the recipe; default below), INIT (a model to start from), CXXSTD (20 for LibTorch 2.13+).
+# Environment: STOP_AT (default 520 s: fits a 600 s call), TRACKS (0: train on the demo songs; N: on N procedural
+# songs of seed 1 instead; default 0), TRAIN_ARGS (the recipe; default below), INIT (a model to start from), CXXSTD (20 for LibTorch 2.13+).
 # Measured on an H200 with 16 cores (docs/training.md section 8): configure 6 s, build 43 s, the demo songs and
 # openmsx rendered in 8 s, then 8.7 steps/s at batch 24, bound by the CPU features (0.10 s of each 0.115 s step).
 set -uo pipefail
@@ -48,13 +48,16 @@ echo "== [$(el)s] built"
 export LD_LIBRARY_PATH=$S/lib  # for cocola only: the carried libraries must not shadow the machine's in cmake
 C=$R/build-gpu/cocola
 SF=$D/sf2/TimGM6mb.sf2
-DATA=data/demo,data/openmsx
-$C synth --demo -o data/demo --soundfont "$SF" 2>&1 | tail -1
-$C synth --midi "$D"/openmsx -o data/openmsx --soundfont "$SF" 2>&1 | tail -1
+# The demo songs are rendered only to train on: the test splits are evaluated back on the other machine.
 if [ "$TRACKS" -gt 0 ]; then
-  $C synth --tracks "$TRACKS" --seed 1 -o data/procedural-$TRACKS --soundfont "$SF" 2>&1 | tail -1
-  DATA=data/procedural-$TRACKS,data/openmsx
+  SONGS=data/procedural-$TRACKS
+  $C synth --tracks "$TRACKS" --seed 1 -o $SONGS --soundfont "$SF" 2>&1 | tail -1
+else
+  SONGS=data/demo
+  $C synth --demo -o $SONGS --soundfont "$SF" 2>&1 | tail -1
 fi
+$C synth --midi "$D"/openmsx -o data/openmsx --soundfont "$SF" 2>&1 | tail -1
+DATA=$SONGS,data/openmsx
 echo "== [$(el)s] data rendered; training on $DATA"
 B=$((STOP_AT - $(el)))
 [ $B -gt 60 ] || { echo "== no time left to train ($B s)"; exit 1; }
