@@ -1,6 +1,8 @@
 // Front-end throughput: clips/s of 5 s clips for mel and hpss, at 1 thread and at all threads.
 // Baseline in the same run: bench/reference_frontends.py (torchaudio for mel; numpy + scipy.ndimage, the same
 // calls librosa makes, for hpss), when /usr/bin/python3 has torchaudio and scipy.
+// Also the tensor front-end (features::compute_batch_tensor, for training on a GPU) on the CPU and, in a CUDA
+// build on a GPU machine, on the GPU, against the FFTW front-end at all threads in the same run.
 // Usage: bench_features [--clips N] [--no-python]
 #include <omp.h>
 
@@ -14,6 +16,7 @@
 
 #include "cocola/features.hpp"
 #include "cocola/runtime.hpp"
+#include "features/frontend_torch.hpp"
 
 using namespace cocola;
 
@@ -52,6 +55,21 @@ double clips_per_second(features::Frontend f, const std::vector<std::vector<floa
     return best;
 }
 
+// The tensor front-end on one batch of all clips; reading one value waits for the device.
+double tensor_clips_per_second(features::Frontend f, const std::vector<std::vector<float>>& clips, at::Device device) {
+    at::Tensor batch = at::empty({static_cast<int64_t>(clips.size()), 80000}, at::kFloat);
+    for (size_t c = 0; c < clips.size(); ++c) std::copy(clips[c].begin(), clips[c].end(), batch[c].data_ptr<float>());
+    batch = batch.to(device);
+    features::compute_batch_tensor(f, batch.narrow(0, 0, 1)).max().item<float>();  // warm-up
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        const double t0 = now();
+        features::compute_batch_tensor(f, batch).max().item<float>();
+        best = std::max(best, clips.size() / (now() - t0));
+    }
+    return best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,6 +89,18 @@ int main(int argc, char** argv) {
         oursN[k] = clips_per_second(f, clips, all);
         std::printf("  cocola %-4s  1 thread: %8.1f   %d threads: %8.1f\n", features::frontend_name(f).c_str(),
                     ours1[k], all, oursN[k]);
+    }
+    for (int k = 0; k < 2; ++k) {
+        auto f = k == 0 ? features::Frontend::Mel : features::Frontend::Hpss;
+        runtime::set_threads(all);
+        const double cpu = tensor_clips_per_second(f, clips, at::kCPU);
+        std::printf("  tensor %-4s  cpu, %d threads: %8.1f (%.2fx the FFTW path)", features::frontend_name(f).c_str(), all,
+                    cpu, cpu / oursN[k]);
+        if (at::hasCUDA()) {
+            const double gpu = tensor_clips_per_second(f, clips, at::kCUDA);
+            std::printf("   cuda: %8.1f (%.1fx the FFTW path at %d threads)", gpu, gpu / oursN[k], all);
+        }
+        std::printf("\n");
     }
     if (python) {
         std::string cmd = std::string("/usr/bin/python3 ") + COCOLA_BENCH_DIR + "/reference_frontends.py 2>/dev/null";

@@ -7,6 +7,7 @@
 #include "cocola/audio.hpp"
 #include "cocola/error.hpp"
 #include "cocola/features.hpp"
+#include "features/frontend_torch.hpp"
 #include "test_util.hpp"
 
 using namespace cocola;
@@ -156,6 +157,46 @@ TEST(Batch, EqualsOneClipAtATime) {
             for (size_t i = 0; i < per; ++i) ASSERT_EQ(out[b * per + i], one[i]);
         }
     }
+}
+
+// The tensor front-end (for training on a GPU) against the FFTW one, on four golden clips plus a silent one
+// and a 1 kHz tone: the same features up to float rounding, and within the same tolerance of the reference.
+TEST(TensorFrontend, EqualsTheCpuFrontEnd) {
+    std::vector<std::vector<float>> clips;
+    for (int i = 0; i < 4; ++i) clips.push_back(audio::load_mono(golden("inputs/" + testutil::kClips5s[i] + ".wav")));
+    const size_t n = clips[0].size();
+    clips.emplace_back(n, 0.0f);
+    std::vector<float> tone(n);
+    for (size_t i = 0; i < n; ++i) tone[i] = 0.3f * static_cast<float>(std::sin(2 * M_PI * 1000.0 * i / 16000.0));
+    clips.push_back(tone);
+    at::Tensor batch = at::empty({static_cast<int64_t>(clips.size()), static_cast<int64_t>(n)}, at::kFloat);
+    for (size_t b = 0; b < clips.size(); ++b) std::copy(clips[b].begin(), clips[b].end(), batch[b].data_ptr<float>());
+    for (auto fe : {features::Frontend::Mel, features::Frontend::Hpss}) {
+        std::vector<const float*> ptrs;
+        for (auto& c : clips) ptrs.push_back(c.data());
+        const size_t per = static_cast<size_t>(features::num_channels(fe)) * 64 * features::num_frames(n);
+        std::vector<float> cpu(per * clips.size());
+        features::compute_batch(fe, ptrs, n, cpu.data());
+        at::Tensor t = features::compute_batch_tensor(fe, batch);
+        ASSERT_EQ(t.sizes(), (std::vector<int64_t>{static_cast<int64_t>(clips.size()), features::num_channels(fe), 64,
+                              features::num_frames(n)}));
+        const float* got = t.contiguous().data_ptr<float>();
+        double worst = 0, sum = 0;
+        for (size_t i = 0; i < cpu.size(); ++i) {
+            const double err = std::abs(static_cast<double>(got[i]) - cpu[i]);
+            worst = std::max(worst, err);
+            sum += err;
+        }
+        EXPECT_LE(worst, 1e-3) << features::frontend_name(fe);
+        EXPECT_LE(sum / cpu.size(), 1e-5) << features::frontend_name(fe);
+        RecordProperty("worst_db_" + features::frontend_name(fe), std::to_string(worst));
+        if (at::hasCUDA()) {  // on a GPU machine: the device path equals the CPU tensor path
+            at::Tensor g = features::compute_batch_tensor(fe, batch.to(at::kCUDA)).cpu();
+            EXPECT_LE((g - t).abs().max().item<double>(), 1e-3) << features::frontend_name(fe) << " on cuda";
+        }
+    }
+    EXPECT_THROW(features::compute_batch_tensor(features::Frontend::Mel, batch.narrow(1, 0, 300)), cocola::Error);
+    EXPECT_THROW(features::compute_batch_tensor(features::Frontend::Hpss, batch[0]), cocola::Error);
 }
 
 TEST(Frontend, TooShortForMelIsAnError) {

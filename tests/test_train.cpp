@@ -260,6 +260,29 @@ TEST(Train, ResumeEqualsAnUninterruptedRun) {
     EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
 }
 
+// The tensor feature path (the default on a GPU) trains as the CPU-thread one: same batches, same channel masks,
+// features equal to float rounding, so the same losses and weights (here on the CPU, where both run).
+TEST(Train, TensorFeaturePathTrainsAsTheThreadsPath) {
+    const std::string base = testutil::temp_dir("train_feature_path");
+    auto a = tiny_options(base + "/threads", 4);
+    a.feature_path = "threads";
+    train::train(a, false);
+    auto b = tiny_options(base + "/tensor", 4);
+    b.feature_path = "tensor";
+    ASSERT_TRUE(b.channel_masks);  // the masks are drawn in the prefetcher and applied after the features
+    train::train(b, false);
+    const auto la = read_log(a.run_dir).loss, lb = read_log(b.run_dir).loss;
+    ASSERT_EQ(la.size(), 4u);
+    ASSERT_EQ(lb.size(), 4u);
+    for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-4 * std::max(1.0, std::abs(la[i]))) << "step " << i + 1;
+    auto fa = safetensors::load(a.run_dir + "/last.safetensors");
+    auto fb = safetensors::load(b.run_dir + "/last.safetensors");
+    ASSERT_EQ(fa.tensors.size(), fb.tensors.size());
+    for (size_t i = 0; i < fa.tensors.size(); ++i)
+        EXPECT_TRUE(at::allclose(fa.tensors[i].second, fb.tensors[i].second, 1e-3, 1e-5)) << fa.tensors[i].first;
+    EXPECT_EQ(train::read_run_options(b.run_dir).feature_path, "tensor");
+}
+
 TEST(Train, KillDuringCheckpointingNeverLeavesABrokenCheckpoint) {
     const std::string base = testutil::temp_dir("train_kill");
     const std::string run = base + "/run";

@@ -50,6 +50,10 @@ struct TrainOptions {
     // shift-invariant embedding can use that our runs did not pick up (docs/training.md section 7); the
     // head is not part of the model that is saved.
     double aux_tempo = 0;
+    // Where the features of training windows are computed: "threads" (the FFTW front-end on CPU threads,
+    // beside the model), "tensor" (features::compute_batch_tensor on the training device) or "auto" (tensor on
+    // a GPU, whose speed the CPU threads cannot match; threads on the CPU). The same features either way.
+    std::string feature_path = "auto";
 };
 
 struct StepLog {

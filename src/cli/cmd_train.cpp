@@ -32,7 +32,7 @@ Runner add_train_command(CLI::App& app) {
         ->delimiter(',');
     app.add_option("-o,--out", o->t.run_dir, "Run folder: checkpoints, log.csv, curves.svg");
     app.add_option("--resume", o->resume, "Continue the run in this folder where it stopped (its options are reused; "
-                                          "--steps, --lr and --similarity-lr may be given anew)");
+                                          "--steps, --lr, --similarity-lr and --feature-path may be given anew)");
     app.add_option("--frontend", o->frontend, "mel or hpss")->check(CLI::IsMember({"mel", "hpss"}))->capture_default_str();
     app.add_option("--similarity", o->similarity, "bilinear (the paper) or cosine (its ablation)")
         ->check(CLI::IsMember({"bilinear", "cosine"}))->capture_default_str();
@@ -86,6 +86,10 @@ Runner add_train_command(CLI::App& app) {
     app.add_option("--checkpoint-every", o->t.checkpoint_every, "Steps between checkpoints")->capture_default_str();
     app.add_option("--device", o->t.device, "cpu, or cuda with a CUDA build of LibTorch")
         ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    app.add_option("--feature-path", o->t.feature_path,
+                   "Where training features are computed: threads (CPU threads beside the model), tensor (on the "
+                   "training device), auto (tensor with --device cuda, threads on the CPU); the same features")
+        ->check(CLI::IsMember({"auto", "threads", "tensor"}))->capture_default_str();
     app.add_option("--init", o->t.init_from, "Start from these weights (.safetensors) instead of a random init");
     app.add_option("--cache-dir", o->cache_dir, "Where dataset roots are indexed")->capture_default_str();
     app.footer("Defaults are the paper's recipe (batch 32 of 5 s windows, sub-mix pairs, r = 0.5, noise 1e-3,\n"
@@ -102,6 +106,7 @@ Runner add_train_command(CLI::App& app) {
             // Learning rates may change for the rest of a run (a schedule by hand); everything else is fixed.
             if (app.count("--lr")) t.lr = o->t.lr;
             if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
+            if (app.count("--feature-path")) t.feature_path = o->t.feature_path;  // where, not what: may change
             for (const char* fixed :
                  {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
                   "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
@@ -139,7 +144,7 @@ Runner add_train_command(CLI::App& app) {
             t, resume,
             [&](const train::StepLog& s, int64_t) {
                 if (first) {
-                    bar.update(static_cast<size_t>(s.step - 1));
+                    bar.resume_from(static_cast<size_t>(s.step - 1));
                     first = false;
                 }
                 loss_avg = loss_avg < 0 ? s.loss : 0.95 * loss_avg + 0.05 * s.loss;

@@ -25,6 +25,12 @@ class Progress {
     void update(size_t done) {
         if (done > done_) tick(done - done_);
     }
+    // Work already done before this process started (a resumed run): counted in the bar, not in the rate,
+    // so steps/s and the ETA describe this process, not the time since the run began.
+    void resume_from(size_t done) {
+        done_ = base_ = done;
+        start_ = now();
+    }
     void set_total(size_t total) { total_ = total; }
     void set_suffix(std::string s) { suffix_ = std::move(s); }
     // Prints a line above the bar.
@@ -43,7 +49,7 @@ class Progress {
     }
     void draw(double t) {
         if (total_ < 2) return;
-        const double el = t - start_, rate = done_ / std::max(el, 1e-9);
+        const double el = t - start_, rate = (done_ - base_) / std::max(el, 1e-9);
         const double eta = rate > 0 ? (total_ - done_) / rate : 0;
         if (!tty_) {
             // Non-interactive: a line every 10% at most.
@@ -60,7 +66,7 @@ class Progress {
         drawn_ = true;
     }
     std::string label_, suffix_;
-    size_t total_, done_ = 0, last_decile_ = static_cast<size_t>(-1);
+    size_t total_, done_ = 0, base_ = 0, last_decile_ = static_cast<size_t>(-1);
     double start_, last_ = 0;
     bool tty_ = false, drawn_ = false;
 };

@@ -16,6 +16,7 @@
 #include "cocola/rng.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/train.hpp"
+#include "features/frontend_torch.hpp"
 #include "model/cocola_net.hpp"
 
 namespace cocola::train {
@@ -53,7 +54,8 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"center_projection", o.center_projection},
             {"warmup_steps", o.warmup_steps},
             {"zero_init_residual", o.zero_init_residual},
-            {"aux_tempo", o.aux_tempo}};
+            {"aux_tempo", o.aux_tempo},
+            {"feature_path", o.feature_path}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -83,6 +85,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.warmup_steps = j.value("warmup_steps", int64_t{0});
     o.zero_init_residual = j.value("zero_init_residual", false);
     o.aux_tempo = j.value("aux_tempo", 0.0);
+    o.feature_path = j.value("feature_path", "auto");
     return o;
 }
 
@@ -163,11 +166,19 @@ struct Schedule {
 };
 
 // A batch ready for the model: features of [anchors; positives] and what the log needs.
+// With features on the device (training on a GPU) the prefetcher only sums the sub-mixes: the batch then holds
+// the waveforms and the channel masks drawn for them, and features_on() computes the features where the model is.
 struct ReadyBatch {
-    at::Tensor features;  // [2K, C, 64, T]
+    at::Tensor features;  // [2K, C, 64, T] (CPU features), or undefined
+    at::Tensor waves;     // [2K, L] (features on the device), or undefined
+    std::vector<int> zeroed_channel;  // per pair: the channel the mask zeroes, -1 for none
     int epoch = 0;
     double feature_seconds = 0;
 };
+
+bool features_on_device(const TrainOptions& o) {
+    return o.feature_path == "tensor" || (o.feature_path == "auto" && o.device != "cpu");
+}
 
 // Features of K anchor and K positive waveforms (each [K, L], row-major), stacked as [anchors; positives]:
 // the one batch the encoder sees, as the reference concatenates them.
@@ -201,32 +212,60 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
             if (i + 1 < b.positive.size()) b.positive[i + 1] += static_cast<float>(r * std::sin(2 * M_PI * u2));
         }
     const int K = b.K;
-    r.features = pair_features(o.frontend, b.anchor.data(), b.positive.data(), K, b.L);
-    if (features::num_channels(o.frontend) == 2 && o.channel_masks) {
-        // The reference's random channel masking for harmonic/percussive models: per pair, both channels,
-        // harmonic only or percussive only (the same choice for anchor and positive).
+    // The reference's random channel masking for harmonic/percussive models: per pair, both channels,
+    // harmonic only or percussive only (the same choice for anchor and positive). Drawn after the noise, in
+    // the same order wherever the features are computed.
+    r.zeroed_channel.assign(static_cast<size_t>(K), -1);
+    if (features::num_channels(o.frontend) == 2 && o.channel_masks)
         for (int k = 0; k < K; ++k) {
             const int64_t c = rng.range(0, 2);
-            if (c == 0) continue;
-            const int zero_ch = c == 1 ? 1 : 0;
-            r.features[k][zero_ch].zero_();
-            r.features[K + k][zero_ch].zero_();
+            if (c != 0) r.zeroed_channel[static_cast<size_t>(k)] = c == 1 ? 1 : 0;
         }
+    if (features_on_device(o)) {
+        r.waves = at::empty({2 * K, b.L}, at::kFloat);
+        std::copy(b.anchor.begin(), b.anchor.end(), r.waves.data_ptr<float>());
+        std::copy(b.positive.begin(), b.positive.end(), r.waves.data_ptr<float>() + b.anchor.size());
+    } else {
+        r.features = pair_features(o.frontend, b.anchor.data(), b.positive.data(), K, b.L);
     }
     r.feature_seconds = seconds_since(t0);
     return r;
 }
 
+// The batch's features on `device`: moved there, or computed there from the waveforms (then the time it took is
+// added to feature_seconds; reading one value waits for the device, which the step's loss.item() does anyway).
+at::Tensor features_on(ReadyBatch& rb, const TrainOptions& o, at::Device device) {
+    at::Tensor f;
+    if (rb.features.defined()) {
+        f = rb.features.to(device);
+    } else {
+        const auto t0 = Clock::now();
+        f = features::compute_batch_tensor(o.frontend, rb.waves.to(device));
+        f.max().item<float>();
+        rb.feature_seconds += seconds_since(t0);
+    }
+    const int64_t K = f.size(0) / 2;
+    for (int64_t k = 0; k < K; ++k) {
+        const int ch = rb.zeroed_channel.empty() ? -1 : rb.zeroed_channel[static_cast<size_t>(k)];
+        if (ch < 0) continue;
+        f[k][ch].zero_();
+        f[K + k][ch].zero_();
+    }
+    return f;
+}
+
 // Calls fn with the features of the first n batches of the training schedule. It walks a copy of the schedule
 // (its own epoch cache: the training schedule's is in use by the prefetch thread) and gives the model all
 // threads back after each prepare(), which is made for the one-thread prefetcher.
-void for_first_batches(const Schedule& sched, const TrainOptions& o, int n, const std::function<void(const at::Tensor&)>& fn) {
+void for_first_batches(const Schedule& sched, const TrainOptions& o, int n, at::Device device,
+                       const std::function<void(const at::Tensor&)>& fn) {
     const int threads = omp_get_max_threads();
     Schedule own;
     own.samplers = sched.samplers;
     own.seed = sched.seed;
     for (int i = 0; i < n; ++i) {
-        at::Tensor f = prepare(own, o, i).features;
+        ReadyBatch rb = prepare(own, o, i);
+        at::Tensor f = features_on(rb, o, device);
         omp_set_num_threads(threads);
         fn(f);
     }
@@ -307,7 +346,7 @@ void recalibrate_batchnorm(model::CocolaNet& net, const Schedule& sched, const T
         b->reset_running_stats();
     }
     at::manual_seed(mix_seed(o.seed ^ 0xB4u, 0));  // drop-connect draws
-    for_first_batches(sched, o, kBatchNormBatches, [&](const at::Tensor& f) { net.embed(f.to(device)); });
+    for_first_batches(sched, o, kBatchNormBatches, device, [&](const at::Tensor& f) { net.embed(f); });
     for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momentum[i]);
 }
 
@@ -324,8 +363,8 @@ void center_projection(model::CocolaNet& net, const Schedule& sched, const Train
     torch::NoGradGuard no_grad;
     at::manual_seed(mix_seed(o.seed ^ 0xCE7u, 0));  // drop-connect draws
     std::vector<at::Tensor> pooled;  // the EfficientNet's pooled features, before dropout and projection
-    for_first_batches(sched, o, kCenterBatches, [&](const at::Tensor& f) {
-        net.embed(f.to(device), [&](const std::string& stage, const at::Tensor& x) {
+    for_first_batches(sched, o, kCenterBatches, device, [&](const at::Tensor& f) {
+        net.embed(f, [&](const std::string& stage, const at::Tensor& x) {
             if (stage == "avgpool") pooled.push_back(x.flatten(1));
         });
     });
@@ -624,10 +663,10 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         const auto t0 = Clock::now();
         ReadyBatch rb = next.get();  // the model waits here only if features are slower than a step
         if (step + 1 < o.steps) next = prefetch(step + 1);
-        const int K = static_cast<int>(rb.features.size(0) / 2);
+        const at::Tensor feats = features_on(rb, o, device);
+        const int K = static_cast<int>(feats.size(0) / 2);
         // Dropout and drop-connect draw from torch's generator: seeded per step, so a resumed run draws the same.
         at::manual_seed(mix_seed(o.seed ^ 0xD309u, static_cast<uint64_t>(step)));
-        const at::Tensor feats = rb.features.to(device);
         at::Tensor pooled;  // the encoder's [2K, 1280] features, for the auxiliary head
         model::ActivationHook keep_pooled;
         if (aux_head) keep_pooled = [&](const std::string& stage, const at::Tensor& x) { if (stage == "avgpool") pooled = x; };
