@@ -77,7 +77,10 @@ Runner add_train_command(CLI::App& app) {
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
-    app.add_option("--noise", o->t.noise_sigma, "Std of Gaussian noise added to positives")->capture_default_str();
+    app.add_option("--noise", o->t.noise_sigma,
+                   "Std of Gaussian noise added to positives (the paper). Models learn to read its floor, which "
+                   "clean audio lacks: 0 removes that shortcut (docs/training.md section 9)")
+        ->capture_default_str();
     app.add_option("--max-overlap", o->t.max_overlap, "Max overlap ratio r of windows of one track")->capture_default_str();
     app.add_option("--dropout", o->t.dropout, "Dropout before the projection")->capture_default_str();
     app.add_option("--seed", o->t.seed, "Seed of data order, noise, masks, dropout and init")->capture_default_str();
@@ -144,7 +147,7 @@ Runner add_train_command(CLI::App& app) {
             t, resume,
             [&](const train::StepLog& s, int64_t) {
                 if (first) {
-                    bar.resume_from(static_cast<size_t>(s.step - 1));
+                    bar.resume_from(static_cast<size_t>(s.step));  // the rate counts from here
                     first = false;
                 }
                 loss_avg = loss_avg < 0 ? s.loss : 0.95 * loss_avg + 0.05 * s.loss;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -25,8 +26,8 @@ class Progress {
     void update(size_t done) {
         if (done > done_) tick(done - done_);
     }
-    // Work already done before this process started (a resumed run): counted in the bar, not in the rate,
-    // so steps/s and the ETA describe this process, not the time since the run began.
+    // Work already done when this process first reports (a resumed run's earlier steps): counted in the bar,
+    // not in the rate, so steps/s and the ETA describe this process, not the time since the run began.
     void resume_from(size_t done) {
         done_ = base_ = done;
         start_ = now();
@@ -61,8 +62,9 @@ class Progress {
         const int fill = static_cast<int>(width * done_ / std::max<size_t>(total_, 1));
         std::string bar(fill, '#');
         bar.resize(width, '.');
-        std::fprintf(stderr, "%s%s [%s] %zu/%zu %.1f/s ETA %.0fs %s%s", tty_ ? "\r\033[K" : "", label_.c_str(),
-                     bar.c_str(), done_, total_, rate, eta, suffix_.c_str(), tty_ ? "" : "\n");
+        const std::string eta_text = rate > 0 ? std::to_string(static_cast<long long>(std::lround(eta))) + "s" : "-";
+        std::fprintf(stderr, "%s%s [%s] %zu/%zu %.1f/s ETA %s %s%s", tty_ ? "\r\033[K" : "", label_.c_str(),
+                     bar.c_str(), done_, total_, rate, eta_text.c_str(), suffix_.c_str(), tty_ ? "" : "\n");
         drawn_ = true;
     }
     std::string label_, suffix_;
