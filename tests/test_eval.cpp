@@ -207,6 +207,23 @@ TEST(Accuracy, WholeEvaluationOfIdenticalSubMixesIs100Percent) {
     }
 }
 
+// --positive-noise (a diagnostic): loud noise on the positives takes the twins' identity away; the noise is drawn
+// per item, so how the batches are split into model calls does not change the result.
+TEST(Accuracy, PositiveNoiseIsDrawnPerItemAndMasksTheTwins) {
+    const std::string dir = testutil::temp_dir("eval_positive_noise");
+    write_twin_stem_set(dir + "/twins", 8, 11.0);
+    data::StemCache cache(data::ensure_cache(dir + "/twins", dir + "/caches"));
+    const model::Model m = golden_mel_with_cosine();
+    eval::EvalOptions o;
+    o.positive_noise = 1.0;  // 10 dB above the twins' peak
+    o.items_per_call = 10;
+    const auto a = eval::evaluate(m, cache, o);
+    o.items_per_call = 32;
+    const auto b = eval::evaluate(m, cache, o);
+    EXPECT_EQ(a.batch_accuracy, b.batch_accuracy);
+    EXPECT_LT(a.accuracy, 0.9);  // without noise: 100 % (the test above)
+}
+
 TEST(EvalCli, CrossTableOfTwoModelsAndTwoSets) {
     const std::string dir = testutil::temp_dir("eval_cli");
     for (int s = 0; s < 2; ++s) {

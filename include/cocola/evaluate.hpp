@@ -22,6 +22,9 @@ struct EvalOptions {
     data::PairMode pairs = data::PairMode::SubMix;
     uint64_t seed = 0;           // order of the items before batching: fixed, so every model sees the same batches
     size_t items_per_call = 32;  // windows embedded per model call (anchors and positives: twice as many clips)
+    // A diagnostic, not the protocol (which is 0): Gaussian noise of this std added to every positive, as training
+    // adds it, drawn per item so that the batching does not change it. Shows how much a model reads the noise floor.
+    double positive_noise = 0;
 };
 
 struct EvalResult {
