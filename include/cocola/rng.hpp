@@ -1,6 +1,8 @@
 // A small deterministic random generator. The standard library's distributions are implementation-defined, so
 // seeds would give different songs and batches with another compiler; everything seeded in COCOLA uses this instead.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -65,6 +67,15 @@ class Rng {
             u -= w[i];
         }
         return w.empty() ? 0 : w.size() - 1;
+    }
+    // Adds Gaussian noise of std sigma to x[0, n): Box-Muller, two normal draws from each pair of uniforms.
+    void add_gaussian(float* x, size_t n, double sigma) {
+        for (size_t i = 0; i < n; i += 2) {
+            const double u1 = std::max(uniform(), 1e-300), u2 = uniform();
+            const double r = sigma * std::sqrt(-2 * std::log(u1));
+            x[i] += static_cast<float>(r * std::cos(2 * M_PI * u2));
+            if (i + 1 < n) x[i + 1] += static_cast<float>(r * std::sin(2 * M_PI * u2));
+        }
     }
     template <class T>
     void shuffle(std::vector<T>& v) {

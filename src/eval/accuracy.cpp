@@ -166,16 +166,9 @@ EvalResult evaluate(const model::Model& m, const data::StemCache& cache, const E
             data::render_item(cache, items[chunk[i]], L, audio.data() + i * L, audio.data() + (n + i) * L);
         if (o.positive_noise > 0)
 #pragma omp parallel for schedule(static)
-            for (long i = 0; i < static_cast<long>(n); ++i) {
-                Rng rng(mix_seed(o.seed ^ 0x901Eu, static_cast<uint64_t>(chunk[i])));
-                float* p = audio.data() + (n + i) * L;
-                for (int64_t t = 0; t < L; t += 2) {  // Box-Muller: two normal draws per pair of uniforms
-                    const double u1 = std::max(rng.uniform(), 1e-300), u2 = rng.uniform();
-                    const double r = o.positive_noise * std::sqrt(-2 * std::log(u1));
-                    p[t] += static_cast<float>(r * std::cos(2 * M_PI * u2));
-                    if (t + 1 < L) p[t + 1] += static_cast<float>(r * std::sin(2 * M_PI * u2));
-                }
-            }
+            for (long i = 0; i < static_cast<long>(n); ++i)
+                Rng(mix_seed(o.seed ^ 0x901Eu, static_cast<uint64_t>(chunk[i])))
+                    .add_gaussian(audio.data() + (n + i) * L, static_cast<size_t>(L), o.positive_noise);
         std::vector<const float*> clips(2 * n);
         for (size_t i = 0; i < 2 * n; ++i) clips[i] = audio.data() + i * L;
         at::Tensor feats = at::empty({static_cast<int64_t>(2 * n), C, features::kNMels, T}, at::kFloat);

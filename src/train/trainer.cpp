@@ -204,13 +204,7 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
     const auto t0 = Clock::now();
     Rng rng(mix_seed(o.seed ^ 0xA0153u, static_cast<uint64_t>(step)));
     // Gaussian noise on the positives (Box-Muller on our portable generator).
-    if (o.noise_sigma > 0)
-        for (size_t i = 0; i < b.positive.size(); i += 2) {
-            const double u1 = std::max(rng.uniform(), 1e-300), u2 = rng.uniform();
-            const double r = o.noise_sigma * std::sqrt(-2 * std::log(u1));
-            b.positive[i] += static_cast<float>(r * std::cos(2 * M_PI * u2));
-            if (i + 1 < b.positive.size()) b.positive[i + 1] += static_cast<float>(r * std::sin(2 * M_PI * u2));
-        }
+    if (o.noise_sigma > 0) rng.add_gaussian(b.positive.data(), b.positive.size(), o.noise_sigma);
     const int K = b.K;
     // The reference's random channel masking for harmonic/percussive models: per pair, both channels,
     // harmonic only or percussive only (the same choice for anchor and positive). Drawn after the noise, in
