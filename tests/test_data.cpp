@@ -367,6 +367,43 @@ TEST_F(Sampler, SubMixesAreSumsOfTheirStems) {
     }
 }
 
+TEST_F(Sampler, SwapRolesSwapsAboutHalfThePairsAndNothingElse) {
+    // The same windows and stem sets with and without --swap-roles; about half the pairs change sides, and the
+    // anchors stop being the fuller side (the reference's draw: anchor size in [1, n-1], positive in [1, n - a]).
+    data::SamplerOptions o;
+    o.batch = 5;
+    o.window = 16000;
+    o.seed = 21;
+    data::PairSampler plain(*cache_, o);
+    o.swap_roles = true;
+    data::PairSampler swapped(*cache_, o);
+    size_t pairs = 0, swaps = 0;
+    double plain_extra = 0, swapped_extra = 0;  // summed (anchor size - positive size)
+    for (int epoch = 0; epoch < 12; ++epoch)
+        for (size_t i = 0; i < plain.batches_per_epoch(epoch); ++i) {
+            const auto x = plain.batch(epoch, i), y = swapped.batch(epoch, i);
+            ASSERT_EQ(x.track, y.track);
+            ASSERT_EQ(x.offset, y.offset);
+            for (int k = 0; k < x.K; ++k, ++pairs) {
+                const bool same = x.anchor_stems[k] == y.anchor_stems[k] && x.positive_stems[k] == y.positive_stems[k];
+                const bool crossed = x.anchor_stems[k] == y.positive_stems[k] && x.positive_stems[k] == y.anchor_stems[k];
+                ASSERT_TRUE(same || crossed);
+                if (!same) {
+                    ++swaps;
+                    const float* a = y.anchor.data() + static_cast<size_t>(k) * y.L;
+                    const float* q = x.positive.data() + static_cast<size_t>(k) * x.L;
+                    ASSERT_TRUE(std::equal(a, a + y.L, q)) << "the swapped anchor is the plain positive's audio";
+                }
+                plain_extra += double(x.anchor_stems[k].size()) - double(x.positive_stems[k].size());
+                swapped_extra += double(y.anchor_stems[k].size()) - double(y.positive_stems[k].size());
+            }
+        }
+    ASSERT_GT(pairs, 200u);
+    EXPECT_NEAR(double(swaps) / pairs, 0.5, 0.1);
+    EXPECT_GT(plain_extra / pairs, 0.2) << "without the swap anchors are fuller";
+    EXPECT_LT(std::abs(swapped_extra / pairs), std::abs(plain_extra / pairs) / 2);
+}
+
 TEST_F(Sampler, DeterministicAndPrefetchedInOrder) {
     data::SamplerOptions o;
     o.batch = 5;

@@ -172,6 +172,10 @@ struct SamplerOptions {
     std::string split = "train";
     uint64_t seed = 0;
     ActivityRule activity;
+    // Swap anchor and positive of each pair with probability 1/2. The reference's draw makes anchors fuller than
+    // positives (anchor size uniform in [1, n-1], positive in [1, n - anchor]); a loss that puts anchors among
+    // the candidates (the symmetric one) can then tell the two kinds apart without matching anything.
+    bool swap_roles = false;
 };
 
 struct PairBatch {

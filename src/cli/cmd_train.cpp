@@ -48,6 +48,9 @@ Runner add_train_command(CLI::App& app) {
     app.add_flag("--no-channel-masks", o->no_masks,
                  "hpss: no random channel masks (the reference's rand_mask=False); by default each pair sees both "
                  "channels, harmonic only or percussive only");
+    app.add_flag("--swap-roles", o->t.swap_roles,
+                 "Swap anchor and positive of each training pair with probability 1/2: the reference's draw makes "
+                 "anchors fuller than positives, which the symmetric loss (anchors among the candidates) can read");
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
     app.add_option("--similarity-lr", o->t.similarity_lr,
@@ -112,7 +115,7 @@ Runner add_train_command(CLI::App& app) {
             if (app.count("--feature-path")) t.feature_path = o->t.feature_path;  // where, not what: may change
             for (const char* fixed :
                  {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
-                  "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
+                  "--swap-roles", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                   "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
                   "--center-projection", "--warmup"})
                 if (app.count(fixed))

@@ -152,6 +152,9 @@ PairBatch PairSampler::batch(int epoch, size_t i) const {
         b.track.push_back(w.track);
         b.offset.push_back(w.offset);
         draw_pair(w.active, opt_.mode, mix_seed(bseed, k), b.anchor_stems[k], b.positive_stems[k]);
+        // Its own stream, so that runs without the swap draw exactly what they drew before it existed.
+        if (opt_.swap_roles && Rng(mix_seed(mix_seed(bseed, 0x5A4B), k)).chance(0.5))
+            b.anchor_stems[k].swap(b.positive_stems[k]);
         float* a = b.anchor.data() + static_cast<size_t>(k) * b.L;
         float* q = b.positive.data() + static_cast<size_t>(k) * b.L;
         for (int s : b.anchor_stems[k]) cache_.read(w.track, s, w.offset, b.L, a, true);

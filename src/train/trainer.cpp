@@ -50,6 +50,7 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"similarity_lr", o.similarity_lr},
             {"similarity_init_std", o.similarity_init_std},
             {"channel_masks", o.channel_masks},
+            {"swap_roles", o.swap_roles},
             {"similarity_init_identity", o.similarity_init_identity},
             {"center_projection", o.center_projection},
             {"warmup_steps", o.warmup_steps},
@@ -80,6 +81,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.similarity_lr = j.value("similarity_lr", 0.0);
     o.similarity_init_std = j.value("similarity_init_std", model::kReferenceSimilarityInitStd);
     o.channel_masks = j.value("channel_masks", true);
+    o.swap_roles = j.value("swap_roles", false);
     o.similarity_init_identity = j.value("similarity_init_identity", 0.0);
     o.center_projection = j.value("center_projection", false);
     o.warmup_steps = j.value("warmup_steps", int64_t{0});
@@ -559,6 +561,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         so.batch = o.batch;
         so.max_overlap = o.max_overlap;
         so.mode = o.pair_mode;
+        so.swap_roles = o.swap_roles;
         so.split = "train";
         so.seed = mix_seed(o.seed, caches.size());
         samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
