@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine (CUDA PyTorch, compiler, CMake, ninja; no Debian packages): builds cocola against the
 # PyTorch's LibTorch, renders the built-in data, trains until STOP_AT seconds after the start, and leaves the run's
-# log, options, curves and split model files in $OUT. Needs .dev/ from tools/gpu/make_sysroot.sh.
+# log, options, curves and split model files in $OUT. Needs .dev/ from tools/gpu/make_sysroot.sh (carried), and a
+# tree under the device tool's 64 MiB: tools/gpu/device_tree.sh strip before the call, restore after.
 #
 #   OUT=/tmp/out STOP_AT=520 bash tools/gpu/train_on_gpu.sh
 #
@@ -10,6 +11,7 @@
 # CLEAN_AT (seconds: then a second stage without the noise on positives, CLEAN_ARGS, until STOP_AT).
 # Measured on an H200 with 16 cores (docs/training.md section 8): configure 6 s, build 43 s, the demo songs and
 # openmsx rendered in 8 s, then 8.7 steps/s at batch 24, bound by the CPU features (0.10 s of each 0.115 s step).
+# The default recipe trains without the noise on positives (--noise 0: docs/training.md sections 9 and 10).
 # Since then the features of training windows are computed on the GPU (--feature-path auto): not yet measured
 # there; the log's feature_seconds column tells.
 set -uo pipefail
@@ -19,7 +21,7 @@ L=/tmp/cocola_gpu_logs; rm -rf $L; mkdir -p $L
 trap '(cd $L && tar czf "$OUT"/logs.tgz .)' EXIT
 STOP_AT=${STOP_AT:-520}
 TRACKS=${TRACKS:-0}
-TRAIN_ARGS=${TRAIN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 1e-3 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --zero-init-residual --val-every 500 --val-batches 8 --checkpoint-every 500 --seed 0}
+TRAIN_ARGS=${TRAIN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 1e-3 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --zero-init-residual --noise 0 --val-every 500 --val-batches 8 --checkpoint-every 500 --seed 0}
 [ -f "$D"/sys.tar.xz ] || { echo "no .dev/sys.tar.xz: run tools/gpu/make_sysroot.sh first"; exit 1; }
 (cd "$D" && rm -rf sys && tar xJf sys.tar.xz); S=$D/sys
 sed -i "s|@PREFIX@|$S|" "$S"/lib/pkgconfig/*.pc
