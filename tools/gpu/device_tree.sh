@@ -20,7 +20,8 @@ case "${1:-}" in
     git rm -q --cached -- "${FILES[@]}"
     { echo "$BEGIN"; printf '/%s\n' "${FILES[@]}"; echo "$END"; } >> "$EX"
     size=$( (git ls-files; git ls-files --others --exclude-standard) | sort -u | while read -r f; do [ -f "$f" ] && stat -c %s "$f"; done | awk '{s+=$1} END {print s}')
-    echo "stripped: the device tree is now $((size / 1048576)) MiB (limit 64). Do not commit until 'restore'." ;;
+    dev=$( [ -d .dev ] && du -sb .dev | cut -f1 || echo 0)  # carried beside the tree, within the same limit
+    echo "stripped: tree $((size / 1048576)) MiB + .dev $((dev / 1048576)) MiB (limit 64 in all). Do not commit until 'restore'." ;;
   restore)
     git reset -q -- "${FILES[@]}"
     sed -i "/^$BEGIN\$/,/^$END\$/d" "$EX"
