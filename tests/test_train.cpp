@@ -13,6 +13,7 @@
 
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
+#include "cocola/error.hpp"
 #include "cocola/evaluate.hpp"
 #include "cocola/model.hpp"
 #include "cocola/safetensors.hpp"
@@ -419,6 +420,50 @@ TEST(Train, ZeroInitResidualStartsEveryResidualBlockAsTheIdentity) {
     }
     for (const std::string& k : std::vector<std::string>{"encoder.projection.weight", "similarity.w", prefix + "2._project_conv.weight"})
         EXPECT_TRUE(at::equal(*after.find(k), *init.find(k))) << k;
+}
+
+TEST(Train, CosineDecayFollowsTheWarmUpDownToZeroAtTheLastStep) {
+    train::TrainOptions o;
+    o.steps = 104;
+    o.warmup_steps = 4;
+    EXPECT_DOUBLE_EQ(train::learning_rate_scale(o, 0), 0.25);
+    EXPECT_DOUBLE_EQ(train::learning_rate_scale(o, 3), 1.0);
+    EXPECT_DOUBLE_EQ(train::learning_rate_scale(o, 60), 1.0);  // "none": constant after the warm-up
+    o.lr_decay = "cosine";
+    EXPECT_DOUBLE_EQ(train::learning_rate_scale(o, 1), 0.5);   // the warm-up is unchanged
+    EXPECT_DOUBLE_EQ(train::learning_rate_scale(o, 4), 1.0);   // full rate right after it
+    EXPECT_NEAR(train::learning_rate_scale(o, 54), 0.5, 1e-12);  // half-way: cos(pi/2)
+    EXPECT_NEAR(train::learning_rate_scale(o, 29), 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-12);
+    EXPECT_NEAR(train::learning_rate_scale(o, 103), 0.5 * (1 + std::cos(M_PI * 0.99)), 1e-12);  // the last step
+    EXPECT_GT(train::learning_rate_scale(o, 103), 0.0);
+    EXPECT_EQ(train::learning_rate_scale(o, 500), 0.0);  // past the end (a resume with fewer --steps)
+    for (int64_t s = 5; s < 104; ++s) EXPECT_LT(train::learning_rate_scale(o, s), train::learning_rate_scale(o, s - 1));
+    o.lr_decay = "linear";
+    EXPECT_THROW(train::learning_rate_scale(o, 50), cocola::Error);
+}
+
+TEST(Train, CosineDecayIsRecordedAndTheLastStepMovesTheWeightsByItsScaledRate) {
+    // Two steps, no warm-up: step 1 at the full rate, step 2 at cos^2(pi/4) = 1/2. Adam's step moves every
+    // weight by about its rate, so the second step's move is half the first's (run them one at a time).
+    const std::string base = testutil::temp_dir("train_cosine");
+    auto o = tiny_options(base + "/r", 1);
+    o.lr = 1e-3;
+    o.similarity_lr = 1e-5;
+    o.lr_decay = "cosine";
+    o.steps = 2;
+    o.checkpoint_every = 1;
+    train::train(o, false, {}, [] { return true; });  // stops after the first step, with a checkpoint
+    auto first = safetensors::load(o.run_dir + "/last.safetensors");
+    train::train(train::read_run_options(o.run_dir), true);
+    auto second = safetensors::load(o.run_dir + "/last.safetensors");
+    auto init = random_init_of(o, base);
+    const std::string enc = "encoder.projection.weight";
+    EXPECT_NEAR((*first.find(enc) - *init.find(enc)).abs().max().item<double>(), 1e-3, 1e-4);
+    EXPECT_NEAR((*second.find(enc) - *first.find(enc)).abs().max().item<double>(), 5e-4, 5e-5);
+    EXPECT_EQ(train::read_run_options(o.run_dir).lr_decay, "cosine");
+    o.lr_decay = "step";
+    o.run_dir = base + "/bad";
+    EXPECT_THROW(train::train(o, false), cocola::Error);
 }
 
 TEST(Train, WarmUpScalesTheFirstStepsRates) {

@@ -42,6 +42,11 @@ struct TrainOptions {
     // Linear learning-rate warm-up over the first warmup_steps steps (0: none, the paper): Adam's first steps
     // move every weight by about lr whatever the size of its gradient.
     int64_t warmup_steps = 0;
+    // After the warm-up, the rates stay constant ("none", the paper) or follow a half cosine from their full value
+    // down to zero at `steps` ("cosine"), so a run ends settled rather than wandering at its full rate
+    // (docs/training.md section 11). A function of the step and `steps`: giving --steps anew on --resume
+    // stretches the rest of the curve.
+    std::string lr_decay = "none";
     // Fresh runs only: the last BatchNorm of every residual MBConv branch starts with scale 0, so each block
     // starts as the identity and the network as a shallow one (Goyal et al. 2017's "zero-gamma").
     bool zero_init_residual = false;
@@ -74,6 +79,9 @@ using StepCallback = std::function<void(const StepLog&, int64_t total_steps)>;
 // (same data order, same random draws: on CPU the result equals an uninterrupted run). Throws cocola::Error.
 // `stop` is polled between steps (e.g. set by SIGINT): the run then writes its checkpoint and returns.
 void train(TrainOptions opt, bool resume, const StepCallback& on_step = {}, const std::function<bool()>& stop = {});
+
+// The factor on every learning rate at the step with 0-based index `step`: the linear warm-up, then the decay.
+double learning_rate_scale(const TrainOptions& o, int64_t step);
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);

@@ -79,6 +79,11 @@ Runner add_train_command(CLI::App& app) {
                    "Raise the learning rates linearly from 0 over this many first steps (0: none, as the paper)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+    app.add_option("--lr-decay", o->t.lr_decay,
+                   "After the warm-up: none (constant rates, the paper) or cosine (a half cosine down to zero at "
+                   "--steps, so the run ends settled)")
+        ->check(CLI::IsMember({"none", "cosine"}))
+        ->capture_default_str();
     app.add_option("--steps", o->t.steps, "Total optimizer steps")->capture_default_str();
     app.add_option("--noise", o->t.noise_sigma,
                    "Std of Gaussian noise added to positives (the paper). Models learn to read its floor, which "
@@ -117,7 +122,7 @@ Runner add_train_command(CLI::App& app) {
                  {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
                   "--swap-roles", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                   "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
-                  "--center-projection", "--warmup"})
+                  "--center-projection", "--warmup", "--lr-decay"})
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {

@@ -54,6 +54,7 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"similarity_init_identity", o.similarity_init_identity},
             {"center_projection", o.center_projection},
             {"warmup_steps", o.warmup_steps},
+            {"lr_decay", o.lr_decay},
             {"zero_init_residual", o.zero_init_residual},
             {"aux_tempo", o.aux_tempo},
             {"feature_path", o.feature_path}};
@@ -85,6 +86,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.similarity_init_identity = j.value("similarity_init_identity", 0.0);
     o.center_projection = j.value("center_projection", false);
     o.warmup_steps = j.value("warmup_steps", int64_t{0});
+    o.lr_decay = j.value("lr_decay", "none");
     o.zero_init_residual = j.value("zero_init_residual", false);
     o.aux_tempo = j.value("aux_tempo", 0.0);
     o.feature_path = j.value("feature_path", "auto");
@@ -525,6 +527,16 @@ void truncate_log(const std::string& run_dir, int64_t step) {
 
 }  // namespace
 
+double learning_rate_scale(const TrainOptions& o, int64_t step) {
+    if (step < o.warmup_steps) return static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+    if (o.lr_decay == "none") return 1.0;
+    if (o.lr_decay != "cosine") throw Error("unknown learning-rate decay '" + o.lr_decay + "' (none or cosine)");
+    // The first step after the warm-up runs at the full rate; the rate reaches zero one step past the last.
+    const double span = static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup_steps));
+    const double progress = std::min(1.0, static_cast<double>(step - o.warmup_steps) / span);
+    return 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
 TrainOptions read_run_options(const std::string& run_dir) {
     std::ifstream in(run_dir + "/options.json");
     if (!in) throw Error(run_dir + ": not a training run (no options.json)");
@@ -548,6 +560,9 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     if (o.device == "cuda" && !at::hasCUDA())
         throw Error("--device cuda: this build's LibTorch has no CUDA, or no GPU is visible (build against a CUDA "
                     "LibTorch via CMAKE_PREFIX_PATH, see README)");
+
+    if (o.lr_decay != "none" && o.lr_decay != "cosine")
+        throw Error("unknown learning-rate decay '" + o.lr_decay + "' (none or cosine)");
 
     // Data.
     std::vector<std::unique_ptr<data::StemCache>> caches;
@@ -683,7 +698,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         adam.zero_grad();
         (aux_head ? loss + o.aux_tempo * aux_loss : loss).backward();
         // A function of the step alone, so a resumed run warms up exactly as an uninterrupted one.
-        adam.scale = o.warmup_steps > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps)) : 1.0;
+        adam.scale = learning_rate_scale(o, step);
         adam.step();
         m.weights_changed();
         ++step;
