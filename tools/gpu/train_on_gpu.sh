@@ -8,7 +8,7 @@
 #
 # Environment: STOP_AT (default 520 s: fits a 600 s call), TRACKS (0: train on the demo songs; N: on N procedural
 # songs of seed 1 instead; default 0), TRAIN_ARGS (the recipe; default below), INIT (a model to start from), CXXSTD (20 for LibTorch 2.13+),
-# CLEAN_AT (seconds: then a second stage without the noise on positives, CLEAN_ARGS, until STOP_AT).
+# CLEAN_AT (seconds: then a second stage at a lower rate, CLEAN_ARGS, until STOP_AT).
 # Measured on an H200 with 16 cores (docs/training.md section 8): configure 6 s, build 43 s, the demo songs and
 # openmsx rendered in 8 s, then 8.7 steps/s at batch 24, bound by the CPU features (0.10 s of each 0.115 s step).
 # The default recipe trains without the noise on positives (--noise 0: docs/training.md sections 9 and 10).
@@ -64,8 +64,9 @@ fi
 $C synth --midi "$D"/openmsx -o data/openmsx --soundfont "$SF" 2>&1 | tail -1
 DATA=$SONGS,data/openmsx
 echo "== [$(el)s] data rendered; training on $DATA"
-# With CLEAN_AT, stage 1 stops CLEAN_AT s after the start and stage 2 (scripts/train_default.sh's: no noise on
-# the positives, docs/training.md section 9) continues from its last weights until STOP_AT; its models come back.
+# With CLEAN_AT, stage 1 stops CLEAN_AT s after the start and stage 2 (scripts/train_default.sh's: a lower rate, W
+# at a tenth of it, docs/training.md section 11; without its cosine decay, since this stage ends on the clock,
+# not at --steps) continues from its last weights until STOP_AT; its models come back.
 END1=${CLEAN_AT:-$STOP_AT}
 B=$((END1 - $(el)))
 [ $B -gt 60 ] || { echo "== no time left to train ($B s)"; exit 1; }
@@ -76,7 +77,7 @@ tr '\r' '\n' < $L/train.log | grep -v "^$" | tail -4
 RD=runs/gpu
 if [ -n "${CLEAN_AT:-}" ] && [ -f runs/gpu/last.safetensors ]; then
   cp runs/gpu/log.csv $L/stage1_log.csv
-  CLEAN_ARGS=${CLEAN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 3e-4 --warmup 50 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --noise 0 --val-every 250 --val-batches 8 --checkpoint-every 250 --seed 5}
+  CLEAN_ARGS=${CLEAN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 3e-4 --warmup 50 --similarity-lr 3e-5 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --noise 0 --val-every 250 --val-batches 8 --checkpoint-every 250 --seed 5}
   B=$((STOP_AT - $(el)))
   echo "== [$(el)s] stage 2 for at most $B s: $CLEAN_ARGS --init runs/gpu/last.safetensors"
   timeout -s INT $B "$C" --threads "$(nproc)" train --data $DATA -o runs/gpu-clean --device cuda $CLEAN_ARGS --init runs/gpu/last.safetensors > $L/train2.log 2>&1
