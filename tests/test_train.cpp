@@ -443,7 +443,7 @@ TEST(Train, CosineDecayFollowsTheWarmUpDownToZeroAtTheLastStep) {
 }
 
 TEST(Train, CosineDecayIsRecordedAndTheLastStepMovesTheWeightsByItsScaledRate) {
-    // Two steps, no warm-up: step 1 at the full rate, step 2 at cos^2(pi/4) = 1/2. Adam's step moves every
+    // Two steps, no warm-up: step 1 at the full rate, step 2 at (1 + cos(pi/2))/2 = 1/2. Adam's step moves every
     // weight by about its rate, so the second step's move is half the first's (run them one at a time).
     const std::string base = testutil::temp_dir("train_cosine");
     auto o = tiny_options(base + "/r", 1);

@@ -561,8 +561,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         throw Error("--device cuda: this build's LibTorch has no CUDA, or no GPU is visible (build against a CUDA "
                     "LibTorch via CMAKE_PREFIX_PATH, see README)");
 
-    if (o.lr_decay != "none" && o.lr_decay != "cosine")
-        throw Error("unknown learning-rate decay '" + o.lr_decay + "' (none or cosine)");
+    learning_rate_scale(o, std::max(o.steps, o.warmup_steps));  // throws on an unknown --lr-decay before any work
 
     // Data.
     std::vector<std::unique_ptr<data::StemCache>> caches;
