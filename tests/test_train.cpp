@@ -482,3 +482,76 @@ TEST(Train, WarmUpScalesTheFirstStepsRates) {
     EXPECT_NEAR(dw, 2.5e-6, 2.5e-7);
     EXPECT_EQ(train::read_run_options(o.run_dir).warmup_steps, 4);
 }
+
+// --data-weights: each step draws its source by the weights and takes that source's next batch.
+TEST(Train, DataWeightsDrawEachSourceByItsShareAndWalkItsEpochsInOrder) {
+    auto o = tiny_options(testutil::temp_dir("train_weights") + "/r", 1);
+    o.caches = {tiny_cache(), four_register_cache()};
+    const int64_t n = 2000;
+
+    // Unweighted (the paper's "All"): both sources, in proportion to their sizes.
+    const auto plain = train::data_schedule(o, 0, n);
+    const auto share0 = [&](const std::vector<train::ScheduledBatch>& s) {
+        return std::count_if(s.begin(), s.end(), [](const auto& b) { return b.source == 0; }) / double(s.size());
+    };
+    const double plain0 = share0(plain);
+    EXPECT_GT(plain0, 0.6) << "tiny_cache has more training windows than the four-track set";
+    EXPECT_LT(plain0, 1.0);
+
+    o.data_weights = {1, 3};
+    const auto weighted = train::data_schedule(o, 0, n);
+    EXPECT_NEAR(share0(weighted), 0.25, 0.03);
+    // Every source walks its own epochs in order: batch 0, 1, .. of epoch 0, then batch 0 of epoch 1, ..
+    for (int d = 0; d < 2; ++d) {
+        int epoch = 0;
+        size_t next = 0;
+        int epochs_seen = 0;
+        for (const auto& b : weighted) {
+            if (b.source != d) continue;
+            if (b.epoch != epoch) {
+                EXPECT_EQ(b.epoch, epoch + 1) << "source " << d;
+                EXPECT_GT(next, 0u);
+                EXPECT_EQ(b.batch, 0u) << "source " << d << " epoch " << b.epoch;
+                epoch = b.epoch;
+                ++epochs_seen;
+            } else {
+                EXPECT_EQ(b.batch, next) << "source " << d << " epoch " << b.epoch;
+            }
+            next = b.batch + 1;
+        }
+        EXPECT_GT(epochs_seen, 2) << "source " << d;
+    }
+    // A pure function of the step: a resumed run sees the same batches as an uninterrupted one.
+    const auto tail = train::data_schedule(o, 1500, 100);
+    for (size_t i = 0; i < tail.size(); ++i) {
+        EXPECT_EQ(tail[i].source, weighted[1500 + i].source);
+        EXPECT_EQ(tail[i].epoch, weighted[1500 + i].epoch);
+        EXPECT_EQ(tail[i].batch, weighted[1500 + i].batch);
+    }
+    // Weight 0: never trained on.
+    o.data_weights = {0, 1};
+    EXPECT_EQ(share0(train::data_schedule(o, 0, 500)), 0.0);
+
+    for (const std::vector<double>& bad : std::vector<std::vector<double>>{{1}, {1, 2, 3}, {-1, 2}, {0, 0}, {NAN, 1}}) {
+        o.data_weights = bad;
+        EXPECT_THROW(train::data_schedule(o, 0, 1), cocola::Error) << bad.size();
+    }
+}
+
+TEST(Train, DataWeightsAreRecordedAndFixedForTheRun) {
+    const std::string run = testutil::temp_dir("train_weights_cli") + "/run";
+    auto r = testutil::run_cli("train --data " + tiny_cache() + "," + four_register_cache() + " -o " + run +
+                               " --data-weights 1,0 --batch 4 --steps 2 --val-every 0 --seed 1");
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = testutil::run_cli("train --resume " + run + " --steps 3 --data-weights 0,1");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("--data-weights is ignored with --resume"), std::string::npos) << r.out;
+    EXPECT_EQ(train::read_run_options(run).data_weights, (std::vector<double>{1, 0}));
+    EXPECT_EQ(read_log(run).loss.size(), 3u);
+
+    const std::string bad = testutil::temp_dir("train_weights_bad") + "/run";
+    r = testutil::run_cli("train --data " + tiny_cache() + "," + four_register_cache() + " -o " + bad +
+                          " --data-weights 1 --batch 4 --steps 1");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("1 weights for 2 --data sources"), std::string::npos) << r.out;
+}

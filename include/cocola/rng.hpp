@@ -62,11 +62,13 @@ class Rng {
         double total = 0;
         for (double x : w) total += x;
         double u = uniform() * total;
+        size_t last_positive = 0;
         for (size_t i = 0; i < w.size(); ++i) {
             if (u < w[i]) return i;
             u -= w[i];
+            if (w[i] > 0) last_positive = i;
         }
-        return w.empty() ? 0 : w.size() - 1;
+        return last_positive;  // rounding at the top end: never an index of weight 0
     }
     // Adds Gaussian noise of std sigma to x[0, n): Box-Muller, two normal draws from each pair of uniforms.
     void add_gaussian(float* x, size_t n, double sigma) {

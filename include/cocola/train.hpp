@@ -60,6 +60,10 @@ struct TrainOptions {
     // beside the model), "tensor" (features::compute_batch_tensor on the training device) or "auto" (tensor on
     // a GPU, whose speed the CPU threads cannot match; threads on the CPU). The same features either way.
     std::string feature_path = "auto";
+    // The share of training batches drawn from each of `caches`, in their order (normalised; 0 = never trained
+    // on, still validated on). Empty: every source in proportion to its size, as the paper mixes its "All".
+    // A small dataset mixed with a large one is otherwise seen for a few percent of the steps.
+    std::vector<double> data_weights;
 };
 
 struct StepLog {
@@ -82,6 +86,17 @@ void train(TrainOptions opt, bool resume, const StepCallback& on_step = {}, cons
 
 // The factor on every learning rate at the step with 0-based index `step`: the linear warm-up, then the decay.
 double learning_rate_scale(const TrainOptions& o, int64_t step);
+
+// Which data a step trains on: the index of its source in TrainOptions::caches, that source's epoch, and the
+// batch of that epoch's plan (data::PairSampler::batch).
+struct ScheduledBatch {
+    int source = 0;
+    int epoch = 0;
+    size_t batch = 0;
+};
+// The data order of a run with these options, steps first .. first + count - 1 (0-based): a pure function of
+// the options and the step, which is what makes --resume exact. Throws on weights that do not fit the sources.
+std::vector<ScheduledBatch> data_schedule(const TrainOptions& o, int64_t first, int64_t count);
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);

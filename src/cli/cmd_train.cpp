@@ -30,6 +30,10 @@ Runner add_train_command(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     app.add_option("--data", o->data, "Dataset roots (any layout) or caches; several are mixed (the paper's \"All\")")
         ->delimiter(',');
+    app.add_option("--data-weights", o->t.data_weights,
+                   "Share of training batches from each --data source, in their order (e.g. 3,1; 0 = validate only). "
+                   "Default: in proportion to their sizes")
+        ->delimiter(',');
     app.add_option("-o,--out", o->t.run_dir, "Run folder: checkpoints, log.csv, curves.svg");
     app.add_option("--resume", o->resume, "Continue the run in this folder where it stopped (its options are reused; "
                                           "--steps, --lr, --similarity-lr and --feature-path may be given anew)");
@@ -119,7 +123,7 @@ Runner add_train_command(CLI::App& app) {
             if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
             if (app.count("--feature-path")) t.feature_path = o->t.feature_path;  // where, not what: may change
             for (const char* fixed :
-                 {"--data", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
+                 {"--data", "--data-weights", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
                   "--swap-roles", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                   "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
                   "--center-projection", "--warmup", "--lr-decay"})

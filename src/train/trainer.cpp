@@ -57,7 +57,8 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"lr_decay", o.lr_decay},
             {"zero_init_residual", o.zero_init_residual},
             {"aux_tempo", o.aux_tempo},
-            {"feature_path", o.feature_path}};
+            {"feature_path", o.feature_path},
+            {"data_weights", o.data_weights}};
 }
 
 TrainOptions from_json(const nlohmann::json& j) {
@@ -90,6 +91,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.zero_init_residual = j.value("zero_init_residual", false);
     o.aux_tempo = j.value("aux_tempo", 0.0);
     o.feature_path = j.value("feature_path", "auto");
+    o.data_weights = j.value("data_weights", std::vector<double>{});
     return o;
 }
 
@@ -131,10 +133,16 @@ struct Adam {
 };
 
 // ---------------------------------------------------------------- the data schedule
-// Step s -> (source, epoch, batch). Each global epoch lists every batch of every source's epoch plan,
-// shuffled with (seed, epoch): mixing several datasets as one training set, as the paper's "All".
+// Step s -> (source, epoch, batch).
+//   Without weights (the paper's "All"): each global epoch lists every batch of every source's epoch plan,
+//   shuffled with (seed, epoch), so every source is drawn in proportion to its size.
+//   With weights (--data-weights): step s draws its source with probability weights[d] from a generator of
+//   its own (seed, s) and takes that source's next batch; each source runs through its own epochs in order.
+//   A small source can then be seen more often than its size would have it, without copying its songs.
+// Both are pure functions of the step (the cursors below only cache the walk), which keeps --resume exact.
 struct Schedule {
     std::vector<const data::PairSampler*> samplers;
+    std::vector<double> weights;  // empty: in proportion to the sources' sizes
     uint64_t seed = 0;
     struct Entry {
         int source;
@@ -143,6 +151,20 @@ struct Schedule {
     mutable int cached_epoch = -1;
     mutable int64_t cached_start = 0;
     mutable std::vector<Entry> cached;
+    // The weighted walk: steps [0, drawn) have been drawn; per source, the batches taken so far, and the epoch
+    // its next batch falls in with the index of that epoch's first batch.
+    mutable int64_t drawn = -1;
+    mutable std::vector<int64_t> taken, epoch_start;
+    mutable std::vector<int> epoch_of;
+
+    // A copy that walks on its own (the walk caches are not shared between threads).
+    Schedule fresh_copy() const {
+        Schedule s;
+        s.samplers = samplers;
+        s.weights = weights;
+        s.seed = seed;
+        return s;
+    }
 
     std::vector<Entry> epoch_list(int e) const {
         std::vector<Entry> list;
@@ -152,8 +174,14 @@ struct Schedule {
         rng.shuffle(list);
         return list;
     }
-    // Returns the entry for step s and its epoch. Epochs are walked from the last one looked up.
+    int draw_source(int64_t s) const {
+        Rng rng(mix_seed(seed ^ 0x3E1647u, static_cast<uint64_t>(s)));
+        return static_cast<int>(rng.weighted(weights));
+    }
+    // Returns the entry for step s and its epoch (the epoch of the source it comes from). Walks on from the
+    // last step looked up, or from the start for an earlier one.
     Entry at(int64_t s, int& epoch) const {
+        if (!weights.empty()) return weighted_at(s, epoch);
         if (cached_epoch < 0 || s < cached_start) {
             cached_epoch = 0;
             cached_start = 0;
@@ -166,6 +194,67 @@ struct Schedule {
         }
         epoch = cached_epoch;
         return cached[static_cast<size_t>(s - cached_start)];
+    }
+    Entry weighted_at(int64_t s, int& epoch) const {
+        if (drawn < 0 || s < drawn) {
+            drawn = 0;
+            taken.assign(samplers.size(), 0);
+            epoch_start.assign(samplers.size(), 0);
+            epoch_of.assign(samplers.size(), 0);
+        }
+        for (; drawn < s; ++drawn) ++taken[static_cast<size_t>(draw_source(drawn))];
+        const auto d = static_cast<size_t>(draw_source(s));
+        for (;;) {
+            const auto n = static_cast<int64_t>(samplers[d]->batches_per_epoch(epoch_of[d]));
+            if (n == 0)
+                throw Error("training data source " + std::to_string(d + 1) +
+                            " yields no batches (too few tracks for the batch size?), but its --data-weights share is not 0");
+            if (taken[d] < epoch_start[d] + n) break;
+            epoch_start[d] += n;
+            ++epoch_of[d];
+        }
+        epoch = epoch_of[d];
+        return {static_cast<int>(d), static_cast<size_t>(taken[d] - epoch_start[d])};
+    }
+};
+
+// --data-weights: one finite weight >= 0 per source, at least one above 0 (or none at all).
+void check_data_weights(const TrainOptions& o) {
+    if (o.data_weights.empty()) return;
+    if (o.data_weights.size() != o.caches.size())
+        throw Error("--data-weights: " + std::to_string(o.data_weights.size()) + " weights for " +
+                    std::to_string(o.caches.size()) + " --data sources (give one per source, in their order)");
+    double total = 0;
+    for (double w : o.data_weights) {
+        if (!std::isfinite(w) || w < 0) throw Error("--data-weights: every weight must be a finite number >= 0");
+        total += w;
+    }
+    if (!(total > 0)) throw Error("--data-weights: at least one weight must be above 0");
+}
+
+// The training sources of a run: a cache and a pair sampler per --data root (the sampler's seed depends on
+// the source's position), and the schedule over them.
+struct TrainingData {
+    std::vector<std::unique_ptr<data::StemCache>> caches;
+    std::vector<std::unique_ptr<data::PairSampler>> samplers;
+    Schedule schedule;
+
+    explicit TrainingData(const TrainOptions& o) {
+        check_data_weights(o);
+        schedule.weights = o.data_weights;
+        schedule.seed = o.seed;
+        for (const auto& dir : o.caches) {
+            caches.push_back(std::make_unique<data::StemCache>(dir));
+            data::SamplerOptions so;
+            so.batch = o.batch;
+            so.max_overlap = o.max_overlap;
+            so.mode = o.pair_mode;
+            so.swap_roles = o.swap_roles;
+            so.split = "train";
+            so.seed = mix_seed(o.seed, caches.size());
+            samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
+            schedule.samplers.push_back(samplers.back().get());
+        }
     }
 };
 
@@ -258,9 +347,7 @@ at::Tensor features_on(ReadyBatch& rb, const TrainOptions& o, at::Device device)
 void for_first_batches(const Schedule& sched, const TrainOptions& o, int n, at::Device device,
                        const std::function<void(const at::Tensor&)>& fn) {
     const int threads = omp_get_max_threads();
-    Schedule own;
-    own.samplers = sched.samplers;
-    own.seed = sched.seed;
+    Schedule own = sched.fresh_copy();
     for (int i = 0; i < n; ++i) {
         ReadyBatch rb = prepare(own, o, i);
         at::Tensor f = features_on(rb, o, device);
@@ -537,6 +624,19 @@ double learning_rate_scale(const TrainOptions& o, int64_t step) {
     return 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
+std::vector<ScheduledBatch> data_schedule(const TrainOptions& o, int64_t first, int64_t count) {
+    if (o.caches.empty()) throw Error("no training data given");
+    if (first < 0 || count < 0) throw Error("data_schedule: negative step range");
+    TrainingData td(o);
+    std::vector<ScheduledBatch> out;
+    for (int64_t s = first; s < first + count; ++s) {
+        int epoch = 0;
+        const auto e = td.schedule.at(s, epoch);
+        out.push_back({e.source, epoch, e.batch});
+    }
+    return out;
+}
+
 TrainOptions read_run_options(const std::string& run_dir) {
     std::ifstream in(run_dir + "/options.json");
     if (!in) throw Error(run_dir + ": not a training run (no options.json)");
@@ -552,6 +652,8 @@ TrainOptions read_run_options(const std::string& run_dir) {
 void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::function<bool()>& stop) {
     if (o.caches.empty()) throw Error("no training data given");
     if (o.batch < 2) throw Error("batch must be at least 2 (the loss contrasts each pair with the others)");
+    learning_rate_scale(o, std::max(o.steps, o.warmup_steps));  // throws on an unknown --lr-decay before any work
+    check_data_weights(o);
     fs::create_directories(o.run_dir);
     // A kill during a write leaves its temp file behind (never a half-written target): clear those.
     for (const auto& entry : fs::directory_iterator(o.run_dir))
@@ -561,34 +663,20 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         throw Error("--device cuda: this build's LibTorch has no CUDA, or no GPU is visible (build against a CUDA "
                     "LibTorch via CMAKE_PREFIX_PATH, see README)");
 
-    learning_rate_scale(o, std::max(o.steps, o.warmup_steps));  // throws on an unknown --lr-decay before any work
-
     // Data.
-    std::vector<std::unique_ptr<data::StemCache>> caches;
-    std::vector<std::unique_ptr<data::PairSampler>> samplers;
-    Schedule sched;
-    sched.seed = o.seed;
+    TrainingData td(o);
+    const Schedule& sched = td.schedule;
     std::vector<ValSet> val;
-    for (const auto& dir : o.caches) {
-        caches.push_back(std::make_unique<data::StemCache>(dir));
-        data::SamplerOptions so;
-        so.batch = o.batch;
-        so.max_overlap = o.max_overlap;
-        so.mode = o.pair_mode;
-        so.swap_roles = o.swap_roles;
-        so.split = "train";
-        so.seed = mix_seed(o.seed, caches.size());
-        samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
-        sched.samplers.push_back(samplers.back().get());
-        const auto splits = caches.back()->splits();
+    for (const auto& cache : td.caches) {
+        const auto splits = cache->splits();
         for (const char* vs : {"valid", "validation", "test"})
             if (std::find(splits.begin(), splits.end(), vs) != splits.end()) {
                 // The shared-stem warm-up is validated on the real task (disjoint sub-mixes): how much carries over.
-                auto items = data::fixed_protocol(*caches.back(), vs, 80000,
+                auto items = data::fixed_protocol(*cache, vs, 80000,
                                                   o.pair_mode == data::PairMode::SharedStem ? data::PairMode::SubMix
                                                                                             : o.pair_mode);
                 Rng(data::kProtocolSeed).shuffle(items);  // mix tracks within validation batches
-                val.push_back({caches.back().get(), vs, std::move(items)});
+                val.push_back({cache.get(), vs, std::move(items)});
                 break;
             }
     }
