@@ -17,7 +17,8 @@
 # STEPS2 (steps of the two stages), TRAIN (0: skip training), INSTALL (1: ship the model), SHIP (best or last
 # checkpoint of stage 2, default best), CARD_NOTE (text added to the card, e.g. how the runs deviated from the
 # commands), DEVICE (cpu or cuda), TRACKS (the training songs: N procedural songs of
-# seed 1, default 1200, which the demo's test songs are not among; 0: the demo's own training songs).
+# seed 1, default 1200, which the demo's test songs are not among; 0: the demo's own training songs), DATA_WEIGHTS
+# (shares of the two sources in the batches, cocola train --data-weights; default: by their sizes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -40,6 +41,13 @@ TRAIN_ARGS=(--frontend hpss --batch 16 --lr 1e-3 --similarity-init-std 0.01 --lo
 TRAIN2_ARGS=(--frontend hpss --batch 16 --lr 3e-4 --warmup 50 --lr-decay cosine --similarity-lr 3e-5
              --similarity-init-std 0.01 --loss symmetric --no-channel-masks --noise 0 --val-every 150 --val-batches 8
              --checkpoint-every 50 --seed 5)
+
+# DATA_WEIGHTS (e.g. 6,4): the shares of the procedural songs and openmsx in the batches of both stages
+# (cocola train --data-weights); empty: in proportion to their sizes (openmsx is about a tenth of the windows).
+if [[ -n ${DATA_WEIGHTS:-} ]]; then
+  TRAIN_ARGS+=(--data-weights "$DATA_WEIGHTS")
+  TRAIN2_ARGS+=(--data-weights "$DATA_WEIGHTS")
+fi
 
 echo "== data: procedural songs and openttd-openmsx (complete tracks are skipped)"
 $COCOLA synth --demo -o "$DATA/demo"
