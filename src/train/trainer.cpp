@@ -653,7 +653,9 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     if (o.caches.empty()) throw Error("no training data given");
     if (o.batch < 2) throw Error("batch must be at least 2 (the loss contrasts each pair with the others)");
     learning_rate_scale(o, std::max(o.steps, o.warmup_steps));  // throws on an unknown --lr-decay before any work
-    check_data_weights(o);
+    // The data (caches, samplers, schedule; bad --data-weights throw here), before the run folder is made.
+    TrainingData td(o);
+    const Schedule& sched = td.schedule;
     fs::create_directories(o.run_dir);
     // A kill during a write leaves its temp file behind (never a half-written target): clear those.
     for (const auto& entry : fs::directory_iterator(o.run_dir))
@@ -663,9 +665,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         throw Error("--device cuda: this build's LibTorch has no CUDA, or no GPU is visible (build against a CUDA "
                     "LibTorch via CMAKE_PREFIX_PATH, see README)");
 
-    // Data.
-    TrainingData td(o);
-    const Schedule& sched = td.schedule;
+    // Validation sets: each source's validation split.
     std::vector<ValSet> val;
     for (const auto& cache : td.caches) {
         const auto splits = cache->splits();
