@@ -11,6 +11,8 @@
 #include <functional>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
 #include "cocola/error.hpp"
@@ -240,6 +242,70 @@ TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
     auto c = tiny_options(base + "/c", 1);
     train::train(c, false);
     EXPECT_EQ(log_column(c.run_dir, "aux_loss"), std::vector<std::string>{""});
+}
+
+TEST(Train, AuxLabelsReadTempoAndKeyFromTheSongsAndTrainHeadsThatStayOutOfTheModel) {
+    // The labels: from each procedural song's meta.json (bpm, tonic, mode), read here independently.
+    data::StemCache cache(tiny_cache());
+    const auto labels = train::music_labels(cache);
+    ASSERT_EQ(labels.size(), cache.size());
+    int majors = 0, minors = 0;
+    for (size_t t = 0; t < cache.size(); ++t) {
+        const auto& tr = cache.track(t);
+        std::ifstream in(cache.root() + "/" + tr.split + "/" + tr.id + "/meta.json");
+        ASSERT_TRUE(in) << tr.id;
+        const auto j = nlohmann::json::parse(in);
+        const double bpm = j.at("bpm"), class_bpm = 48.0 * std::pow(2.0, labels[t].tempo_class / 12.0);
+        EXPECT_LT(std::abs(std::log2(bpm / class_bpm)), 1.0 / 24 + 1e-9) << tr.id << ": " << bpm << " BPM";
+        const int tonic = j.at("tonic");
+        if (j.at("mode") == "major") {
+            ++majors;
+            EXPECT_EQ(labels[t].key_class, tonic) << tr.id;
+        }
+        if (j.at("mode") == "minor") {
+            ++minors;
+            EXPECT_EQ(labels[t].key_class, (tonic + 3) % 12) << tr.id;
+        }
+        EXPECT_GE(labels[t].key_class, 0);
+    }
+    EXPECT_GT(majors + minors, 0);
+    // Songs without meta.json (the tone registers) have no labels, and a run with nothing to learn from refuses.
+    data::StemCache tones(four_register_cache());
+    for (const auto& l : train::music_labels(tones)) {
+        EXPECT_EQ(l.tempo_class, -1);
+        EXPECT_EQ(l.key_class, -1);
+    }
+    const std::string base = testutil::temp_dir("train_labels");
+    auto bad = tiny_options(base + "/bad", 2);
+    bad.caches = {four_register_cache()};
+    bad.aux_labels = 1.0;
+    EXPECT_THROW(train::train(bad, false), Error);
+    EXPECT_FALSE(fs::exists(bad.run_dir));
+
+    // A run: the heads learn (cross-entropy of two heads from about ln 24 + ln 12 = 5.7), resume exactly, and
+    // travel in the checkpoint only.
+    auto a = tiny_options(base + "/a", 4);
+    a.aux_labels = 1.0;
+    train::train(a, false);
+    auto b = tiny_options(base + "/b", 4);
+    b.aux_labels = 1.0;
+    int calls = 0;
+    train::train(b, false, {}, [&] { return ++calls == 2; });
+    train::train(train::read_run_options(b.run_dir), true);
+    const auto aux = log_numbers(a.run_dir, "aux_loss");
+    ASSERT_EQ(aux.size(), 4u);
+    for (double x : aux) {
+        EXPECT_GT(x, 1.0);
+        EXPECT_LT(x, 12.0);
+    }
+    EXPECT_EQ(aux, log_numbers(b.run_dir, "aux_loss"));
+    EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
+    auto ckpt = safetensors::load(b.run_dir + "/checkpoint.safetensors");
+    EXPECT_NE(ckpt.find("train_only.aux_labels.tempo.weight"), nullptr);
+    EXPECT_NE(ckpt.find("train_only.aux_labels.key.weight"), nullptr);
+    auto model = safetensors::load(b.run_dir + "/last.safetensors");
+    for (const auto& [name, t] : model.tensors) EXPECT_EQ(name.find("aux"), std::string::npos) << name;
+    EXPECT_EQ(train::read_run_options(a.run_dir).aux_labels, 1.0);
 }
 
 TEST(Train, ResumeEqualsAnUninterruptedRun) {

@@ -56,6 +56,12 @@ struct TrainOptions {
     // shift-invariant embedding can use that our runs did not pick up (docs/training.md section 7); the
     // head is not part of the model that is saved.
     double aux_tempo = 0;
+    // Weight of a second auxiliary, training-only loss (0: off): two linear heads on the pooled features classify
+    // each window's tempo (24 bins of a twelfth of an octave from 48 BPM) and key signature (12 classes: the
+    // tonic of the relative major), read from the meta.json `cocola synth` writes beside each procedural song.
+    // Windows of songs without those labels (openmsx, user data), and the key of drum-only sub-mixes, are left
+    // out of it. Clean labels for the two cues a pooled embedding can carry (docs/training.md section 13).
+    double aux_labels = 0;
     // Where the features of training windows are computed: "threads" (the FFTW front-end on CPU threads,
     // beside the model), "tensor" (features::compute_batch_tensor on the training device) or "auto" (tensor on
     // a GPU, whose speed the CPU threads cannot match; threads on the CPU). The same features either way.
@@ -72,7 +78,8 @@ struct StepLog {
     double loss = 0, accuracy = 0;
     double val_loss = -1, val_accuracy = -1;  // < 0 when not validated at this step
     double val_k2_accuracy = -1;              // cocola eval's K = 2 accuracy on the validation split(s)
-    double aux_loss = -1;                     // the auxiliary tempo loss (1 - cosine), < 0 when off
+    double aux_loss = -1;                     // the auxiliary losses, unweighted sum (tempo profile 1 - cosine,
+                                              // label cross-entropies); < 0 when off
     double seconds = 0;                        // wall time of this step
     double feature_seconds = 0;                // of which computing features
 };
@@ -97,6 +104,16 @@ struct ScheduledBatch {
 // The data order of a run with these options, steps first .. first + count - 1 (0-based): a pure function of
 // the options and the step, which is what makes --resume exact. Throws on weights that do not fit the sources.
 std::vector<ScheduledBatch> data_schedule(const TrainOptions& o, int64_t first, int64_t count);
+
+// Labels of a track for --aux-labels: -1 where unknown.
+struct MusicLabels {
+    int tempo_class = -1;  // round(12 * log2(bpm / 48)), clamped to [0, kTempoClasses)
+    int key_class = -1;    // pitch class of the relative major's tonic (0 = C)
+};
+constexpr int kTempoClasses = 24, kKeyClasses = 12;
+// Per track of `cache` (in its order): read from <root>/<split>/<id>/meta.json (bpm, tonic, mode), as
+// `cocola synth` writes them; tracks without that file or those fields get -1.
+std::vector<MusicLabels> music_labels(const data::StemCache& cache);
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);

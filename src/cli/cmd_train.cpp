@@ -79,6 +79,11 @@ Runner add_train_command(CLI::App& app) {
                    "Weight of an auxiliary training-only loss: a head on the pooled encoder features predicts each "
                    "window's tempo profile (onset autocorrelation, 0.15-2 s); 0 = off, the paper's recipe")
         ->check(CLI::Range(0.0, 100.0));
+    app.add_option("--aux-labels", o->t.aux_labels,
+                   "Weight of an auxiliary training-only loss: heads on the pooled encoder features classify each "
+                   "window's tempo and key signature, from the meta.json of `cocola synth` songs (others are left "
+                   "out); 0 = off, the paper's recipe")
+        ->check(CLI::Range(0.0, 100.0));
     app.add_option("--warmup", o->t.warmup_steps,
                    "Raise the learning rates linearly from 0 over this many first steps (0: none, as the paper)")
         ->check(CLI::NonNegativeNumber)

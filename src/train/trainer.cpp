@@ -1,11 +1,13 @@
 // The contrastive training loop: data schedule, on-the-fly features, Adam, validation, checkpoints, resume.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <type_traits>
@@ -57,6 +59,7 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"lr_decay", o.lr_decay},
             {"zero_init_residual", o.zero_init_residual},
             {"aux_tempo", o.aux_tempo},
+            {"aux_labels", o.aux_labels},
             {"feature_path", o.feature_path},
             {"data_weights", o.data_weights}};
 }
@@ -90,6 +93,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.lr_decay = j.value("lr_decay", "none");
     o.zero_init_residual = j.value("zero_init_residual", false);
     o.aux_tempo = j.value("aux_tempo", 0.0);
+    o.aux_labels = j.value("aux_labels", 0.0);
     o.feature_path = j.value("feature_path", "auto");
     o.data_weights = j.value("data_weights", std::vector<double>{});
     return o;
@@ -238,6 +242,7 @@ struct TrainingData {
     std::vector<std::unique_ptr<data::StemCache>> caches;
     std::vector<std::unique_ptr<data::PairSampler>> samplers;
     Schedule schedule;
+    std::vector<std::vector<MusicLabels>> labels;  // per source, per track (--aux-labels only)
 
     explicit TrainingData(const TrainOptions& o) {
         check_data_weights(o);
@@ -254,6 +259,15 @@ struct TrainingData {
             so.seed = mix_seed(o.seed, caches.size());
             samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
             schedule.samplers.push_back(samplers.back().get());
+            labels.push_back(o.aux_labels > 0 ? music_labels(*caches.back()) : std::vector<MusicLabels>{});
+        }
+        if (o.aux_labels > 0) {
+            size_t known = 0;
+            for (const auto& l : labels)
+                for (const auto& t : l) known += t.tempo_class >= 0;
+            if (known == 0)
+                throw Error("--aux-labels: no training source has labels (meta.json with bpm, tonic and mode, as "
+                            "`cocola synth` writes them)");
         }
     }
 };
@@ -265,6 +279,7 @@ struct ReadyBatch {
     at::Tensor features;  // [2K, C, 64, T] (CPU features), or undefined
     at::Tensor waves;     // [2K, L] (features on the device), or undefined
     std::vector<int> zeroed_channel;  // per pair: the channel the mask zeroes, -1 for none
+    std::vector<int64_t> tempo_target, key_target;  // [2K] (--aux-labels): class, or -1 to leave out
     int epoch = 0;
     double feature_seconds = 0;
 };
@@ -286,7 +301,8 @@ at::Tensor pair_features(features::Frontend frontend, const float* anchor, const
     return f;
 }
 
-ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
+// With `td` (the training loop) it also fills the --aux-labels targets.
+ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step, const TrainingData* td = nullptr) {
     // Runs on the prefetch thread. On the CPU it is single-threaded, while the model trains on the others; on a
     // GPU the model needs no CPU threads and the features would be the bottleneck, so they get all of them
     // (each clip's features are computed alone: the thread count does not change them).
@@ -294,6 +310,20 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step) {
     ReadyBatch r;
     const auto e = sched.at(step, r.epoch);
     data::PairBatch b = sched.samplers[e.source]->batch(r.epoch, e.batch);
+    if (td && o.aux_labels > 0) {
+        // Anchors first, then positives, as the features are stacked. A side made of drums alone has no key.
+        const auto& labels = td->labels[static_cast<size_t>(e.source)];
+        const auto& cache = *td->caches[static_cast<size_t>(e.source)];
+        for (const auto* sides : {&b.anchor_stems, &b.positive_stems})
+            for (int k = 0; k < b.K; ++k) {
+                const auto t = b.track[static_cast<size_t>(k)];
+                const MusicLabels& l = labels[t];
+                bool pitched = false;
+                for (int s : (*sides)[static_cast<size_t>(k)]) pitched |= cache.track(t).stems[static_cast<size_t>(s)].cls != "Drums";
+                r.tempo_target.push_back(l.tempo_class);
+                r.key_target.push_back(pitched ? l.key_class : -1);
+            }
+    }
     const auto t0 = Clock::now();
     Rng rng(mix_seed(o.seed ^ 0xA0153u, static_cast<uint64_t>(step)));
     // Gaussian noise on the positives (Box-Muller on our portable generator).
@@ -400,7 +430,50 @@ at::Tensor tempo_profiles(const at::Tensor& features) {
     return p / (p.norm(2, 1, true) + 1e-9);
 }
 
+std::vector<MusicLabels> music_labels(const data::StemCache& cache) {
+    // Semitones from a mode's tonic to its relative major's (the key signature), as src/synth/compose.cpp
+    // writes the modes it uses.
+    static const std::map<std::string, int> to_major = {{"major", 0}, {"ionian", 0}, {"minor", 3}, {"aeolian", 3},
+                                                        {"dorian", 10}, {"phrygian", 8}, {"lydian", 7},
+                                                        {"mixolydian", 5}, {"locrian", 1}};
+    std::vector<MusicLabels> out(cache.size());
+    for (size_t t = 0; t < cache.size(); ++t) {
+        const auto& tr = cache.track(t);
+        std::ifstream in(cache.root() + "/" + tr.split + "/" + tr.id + "/meta.json");
+        if (!in) continue;
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) continue;
+        MusicLabels& l = out[t];
+        if (j.contains("bpm") && j["bpm"].is_number()) {
+            const double bpm = j["bpm"].get<double>();
+            if (bpm > 0 && std::isfinite(bpm))
+                l.tempo_class = static_cast<int>(
+                    std::clamp(std::lround(12.0 * std::log2(bpm / 48.0)), 0L, static_cast<long>(kTempoClasses - 1)));
+        }
+        if (j.contains("tonic") && j["tonic"].is_number_integer() && j.contains("mode") && j["mode"].is_string()) {
+            const auto m = to_major.find(j["mode"].get<std::string>());
+            if (m != to_major.end()) l.key_class = ((j["tonic"].get<int>() + m->second) % 12 + 12) % 12;
+        }
+    }
+    return out;
+}
+
 namespace {
+
+// --aux-labels: cross-entropy of the tempo and key heads over the windows that have the label; a head whose
+// batch has none adds nothing.
+at::Tensor labels_loss(const at::Tensor& pooled, torch::nn::Linear& tempo_head, torch::nn::Linear& key_head,
+                       const ReadyBatch& rb, at::Device device) {
+    at::Tensor total = at::zeros({}, pooled.options());
+    const std::pair<torch::nn::Linear*, const std::vector<int64_t>*> heads[] = {{&tempo_head, &rb.tempo_target},
+                                                                                {&key_head, &rb.key_target}};
+    for (const auto& [head, target] : heads) {
+        if (std::none_of(target->begin(), target->end(), [](int64_t c) { return c >= 0; })) continue;
+        const at::Tensor y = at::tensor(*target, at::kLong).to(device);
+        total = total + at::nll_loss(at::log_softmax((*head)->forward(pooled), 1), y, {}, at::Reduction::Mean, -1);
+    }
+    return total;
+}
 
 // Names of training-only parameters (the auxiliary head) in the checkpoint: kept for --resume, never in the
 // model files.
@@ -737,6 +810,20 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
             lrs.push_back(o.lr);
         }
     }
+    // The label heads (--aux-labels), training only as well, from their own seed.
+    torch::nn::Linear tempo_head{nullptr}, key_head{nullptr};
+    if (o.aux_labels > 0) {
+        at::manual_seed(mix_seed(o.seed ^ 0x1AB3Lu, 0));
+        tempo_head = torch::nn::Linear(1280, kTempoClasses);
+        key_head = torch::nn::Linear(1280, kKeyClasses);
+        for (auto [head, name] : {std::pair<torch::nn::Linear*, const char*>{&tempo_head, "tempo"}, {&key_head, "key"}}) {
+            (*head)->to(device);
+            for (const auto& p : (*head)->named_parameters()) {
+                params.emplace_back(kTrainOnlyPrefix + "aux_labels." + name + "." + p.key(), p.value());
+                lrs.push_back(o.lr);
+            }
+        }
+    }
     Adam adam(params, lrs);
 
     int64_t step = 0;
@@ -755,7 +842,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     }
     m.net().train();
 
-    auto prefetch = [&](int64_t s) { return std::async(std::launch::async, prepare, std::cref(sched), std::cref(o), s); };
+    auto prefetch = [&](int64_t s) { return std::async(std::launch::async, [&td, &o](int64_t s) { return prepare(td.schedule, o, s, &td); }, s); };
     std::future<ReadyBatch> next;
     if (step < o.steps) next = prefetch(step);
     while (step < o.steps) {
@@ -768,7 +855,8 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         at::manual_seed(mix_seed(o.seed ^ 0xD309u, static_cast<uint64_t>(step)));
         at::Tensor pooled;  // the encoder's [2K, 1280] features, for the auxiliary head
         model::ActivationHook keep_pooled;
-        if (aux_head) keep_pooled = [&](const std::string& stage, const at::Tensor& x) { if (stage == "avgpool") pooled = x; };
+        if (aux_head || tempo_head)
+            keep_pooled = [&](const std::string& stage, const at::Tensor& x) { if (stage == "avgpool") pooled = x; };
         at::Tensor e = m.net().embed(feats, keep_pooled);
         at::Tensor S, target;
         contrastive_logits(m.net(), e, K, o.loss, S, target);
@@ -782,8 +870,13 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
             }
             aux_loss = 1 - at::cosine_similarity(aux_head->forward(pooled.flatten(1)), wanted, 1).mean();
         }
+        at::Tensor label_loss;
+        if (tempo_head) label_loss = labels_loss(pooled.flatten(1), tempo_head, key_head, rb, device);
+        at::Tensor total = loss;
+        if (aux_head) total = total + o.aux_tempo * aux_loss;
+        if (tempo_head) total = total + o.aux_labels * label_loss;
         adam.zero_grad();
-        (aux_head ? loss + o.aux_tempo * aux_loss : loss).backward();
+        total.backward();
         // A function of the step alone, so a resumed run warms up exactly as an uninterrupted one.
         adam.scale = learning_rate_scale(o, step);
         adam.step();
@@ -794,7 +887,8 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         log.step = step;
         log.epoch = rb.epoch;
         log.loss = loss.item<double>();  // the contrastive loss alone, comparable across runs
-        if (aux_head) log.aux_loss = aux_loss.item<double>();
+        if (aux_head || tempo_head)
+            log.aux_loss = (aux_head ? aux_loss.item<double>() : 0.0) + (tempo_head ? label_loss.item<double>() : 0.0);
         log.accuracy = S.argmax(1).eq(target).to(at::kFloat).mean().item<double>();
         log.feature_seconds = rb.feature_seconds;
         const bool validate_now = o.val_every > 0 && (step % o.val_every == 0 || step == o.steps);
