@@ -131,7 +131,7 @@ Runner add_train_command(CLI::App& app) {
                  {"--data", "--data-weights", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
                   "--swap-roles", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                   "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
-                  "--center-projection", "--warmup", "--lr-decay"})
+                  "--center-projection", "--warmup", "--lr-decay", "--zero-init-residual", "--aux-tempo", "--aux-labels"})
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {
