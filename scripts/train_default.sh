@@ -9,8 +9,8 @@
 #   Neither adds the paper's noise (sigma 1e-3) to the positives: it is a shortcut the model learns to read
 #   (docs/training.md section 9), and the evaluation protocol, like every user's audio, has none. The road to
 #   this recipe, and what else was tried, is docs/training.md sections 9-11. Both stages also train two
-#   training-only heads to classify each procedural window's tempo and key signature (--aux-labels 1, from the
-#   songs' meta.json; section 13): the embedding then learns the two cues sooner, +4 / +9 points on the test sets.
+#   training-only heads to classify each procedural window's tempo and key signature (--aux-labels 3, from the
+#   songs' meta.json; section 13): the embedding then learns the two cues, about +10 / +25 points on the test sets.
 #
 #   bash scripts/train_default.sh                 # start, or resume, both stages (Ctrl-C stops safely)
 #   INSTALL=1 TRAIN=0 bash scripts/train_default.sh   # evaluate and ship what the runs have so far
@@ -21,7 +21,7 @@
 # commands), DEVICE (cpu or cuda), TRACKS (the training songs: N procedural songs of
 # seed 1, default 1200, which the demo's test songs are not among; 0: the demo's own training songs), DATA_WEIGHTS
 # (shares of the two sources in the batches, cocola train --data-weights; default: by their sizes), AUX_LABELS
-# (weight of the tempo/key heads, cocola train --aux-labels; default 1, 0 = off: the recipe of sections 9-11).
+# (weight of the tempo/key heads, cocola train --aux-labels; default 3, 0 = off: the recipe of sections 9-11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -48,7 +48,7 @@ TRAIN2_ARGS=(--frontend hpss --batch 16 --lr 3e-4 --warmup 50 --lr-decay cosine 
 # DATA_WEIGHTS (e.g. 6,4): the shares of the procedural songs and openmsx in the batches of both stages
 # (cocola train --data-weights); empty: in proportion to their sizes (openmsx is about a tenth of the windows).
 # AUX_LABELS: the tempo and key-signature heads (training only; they never reach the model file).
-AUX_LABELS=${AUX_LABELS:-1}
+AUX_LABELS=${AUX_LABELS:-3}
 if [[ $AUX_LABELS != 0 ]]; then
   TRAIN_ARGS+=(--aux-labels "$AUX_LABELS")
   TRAIN2_ARGS+=(--aux-labels "$AUX_LABELS")
