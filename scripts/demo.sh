@@ -19,7 +19,7 @@ if [[ ! -f $MODEL ]]; then
 else
   NOTE="Model: $MODEL."
   if [[ $MODEL == models/cocola_default.safetensors ]]; then
-    NOTE="Model: $MODEL, the interim default model (trained on CPU; below the paper's accuracy, see models/README.md)."
+    NOTE="Model: $MODEL, the default model (trained on CPU on the built-in songs only; its card with the exact commands and test accuracy is models/README.md)."
   fi
 fi
 
