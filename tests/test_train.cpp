@@ -139,6 +139,27 @@ InitAtLr0 init_at_lr0(const std::string& name, const std::function<void(train::T
     return {o, random_init_of(o, base), safetensors::load(o.run_dir + "/last.safetensors")};
 }
 
+// Trains a 4-step run whole (base/a) and the same run stopped after step 2 and resumed (base/b), with `aux` set
+// on both: the auxiliary heads' weights and Adam state must travel in the checkpoint, so both runs log the same
+// losses, and they must stay out of the model file. Returns the whole run's aux_loss column and b's folder.
+std::pair<std::vector<double>, std::string> aux_run_resumed_equals_whole(const std::string& base,
+                                                                          const std::function<void(train::TrainOptions&)>& aux) {
+    auto a = tiny_options(base + "/a", 4);
+    aux(a);
+    train::train(a, false);
+    auto b = tiny_options(base + "/b", 4);
+    aux(b);
+    int calls = 0;
+    train::train(b, false, {}, [&] { return ++calls == 2; });  // "Ctrl-C" after step 2
+    train::train(train::read_run_options(b.run_dir), true);
+    const auto aux_a = log_numbers(a.run_dir, "aux_loss");
+    EXPECT_EQ(aux_a, log_numbers(b.run_dir, "aux_loss"));
+    EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
+    auto model = safetensors::load(b.run_dir + "/last.safetensors");
+    for (const auto& [name, t] : model.tensors) EXPECT_EQ(name.find("aux"), std::string::npos) << name;
+    return {aux_a, b.run_dir};
+}
+
 double mean(const std::vector<double>& v, size_t a, size_t b) {
     double s = 0;
     for (size_t i = a; i < b; ++i) s += v[i];
@@ -216,28 +237,14 @@ TEST(Train, TempoProfilesPeakAtTheBeatPeriodWhereverTheBeatsFall) {
 
 TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
     const std::string base = testutil::temp_dir("train_aux");
-    auto a = tiny_options(base + "/a", 4);
-    a.aux_tempo = 1.0;
-    train::train(a, false);
-    auto b = tiny_options(base + "/b", 4);
-    b.aux_tempo = 1.0;
-    int calls = 0;
-    train::train(b, false, {}, [&] { return ++calls == 2; });  // "Ctrl-C" after step 2
-    train::train(train::read_run_options(b.run_dir), true);
-
-    // The head's weights and Adam state travel in the checkpoint, so the resumed run equals the uninterrupted one.
-    const auto aux_a = log_numbers(a.run_dir, "aux_loss");
+    const auto [aux_a, b_dir] = aux_run_resumed_equals_whole(base, [](train::TrainOptions& o) { o.aux_tempo = 1.0; });
     ASSERT_EQ(aux_a.size(), 4u);
     for (double x : aux_a) {
         EXPECT_GE(x, 0.0);
         EXPECT_LE(x, 2.0);
     }
-    EXPECT_EQ(aux_a, log_numbers(b.run_dir, "aux_loss"));
-    EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
-    auto ckpt = safetensors::load(b.run_dir + "/checkpoint.safetensors");
+    auto ckpt = safetensors::load(b_dir + "/checkpoint.safetensors");
     EXPECT_NE(ckpt.find("train_only.aux_tempo.weight"), nullptr);
-    auto model = safetensors::load(b.run_dir + "/last.safetensors");
-    for (const auto& [name, t] : model.tensors) EXPECT_EQ(name.find("aux"), std::string::npos) << name;
     // The paper's recipe (aux off) leaves the column empty.
     auto c = tiny_options(base + "/c", 1);
     train::train(c, false);
@@ -284,28 +291,16 @@ TEST(Train, AuxLabelsReadTempoAndKeyFromTheSongsAndTrainHeadsThatStayOutOfTheMod
 
     // A run: the heads learn (cross-entropy of two heads from about ln 24 + ln 12 = 5.7), resume exactly, and
     // travel in the checkpoint only.
-    auto a = tiny_options(base + "/a", 4);
-    a.aux_labels = 1.0;
-    train::train(a, false);
-    auto b = tiny_options(base + "/b", 4);
-    b.aux_labels = 1.0;
-    int calls = 0;
-    train::train(b, false, {}, [&] { return ++calls == 2; });
-    train::train(train::read_run_options(b.run_dir), true);
-    const auto aux = log_numbers(a.run_dir, "aux_loss");
+    const auto [aux, b_dir] = aux_run_resumed_equals_whole(base, [](train::TrainOptions& o) { o.aux_labels = 1.0; });
     ASSERT_EQ(aux.size(), 4u);
     for (double x : aux) {
         EXPECT_GT(x, 1.0);
         EXPECT_LT(x, 12.0);
     }
-    EXPECT_EQ(aux, log_numbers(b.run_dir, "aux_loss"));
-    EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
-    auto ckpt = safetensors::load(b.run_dir + "/checkpoint.safetensors");
+    auto ckpt = safetensors::load(b_dir + "/checkpoint.safetensors");
     EXPECT_NE(ckpt.find("train_only.aux_labels.tempo.weight"), nullptr);
     EXPECT_NE(ckpt.find("train_only.aux_labels.key.weight"), nullptr);
-    auto model = safetensors::load(b.run_dir + "/last.safetensors");
-    for (const auto& [name, t] : model.tensors) EXPECT_EQ(name.find("aux"), std::string::npos) << name;
-    EXPECT_EQ(train::read_run_options(a.run_dir).aux_labels, 1.0);
+    EXPECT_EQ(train::read_run_options(b_dir).aux_labels, 1.0);
 }
 
 TEST(Train, ResumeEqualsAnUninterruptedRun) {
