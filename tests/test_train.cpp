@@ -141,9 +141,10 @@ InitAtLr0 init_at_lr0(const std::string& name, const std::function<void(train::T
 
 // Trains a 4-step run whole (base/a) and the same run stopped after step 2 and resumed (base/b), with `aux` set
 // on both: the auxiliary heads' weights and Adam state must travel in the checkpoint, so both runs log the same
-// losses, and they must stay out of the model file. Returns the whole run's aux_loss column and b's folder.
-std::pair<std::vector<double>, std::string> aux_run_resumed_equals_whole(const std::string& base,
-                                                                          const std::function<void(train::TrainOptions&)>& aux) {
+// losses, and they must stay out of the model file. Each logged aux_loss must lie in [lo, hi] and the checkpoint
+// must hold each of `head_tensors`. Returns b's folder.
+std::string aux_run_resumed_equals_whole(const std::string& base, const std::function<void(train::TrainOptions&)>& aux,
+                                         double lo, double hi, const std::vector<std::string>& head_tensors) {
     auto a = tiny_options(base + "/a", 4);
     aux(a);
     train::train(a, false);
@@ -155,9 +156,16 @@ std::pair<std::vector<double>, std::string> aux_run_resumed_equals_whole(const s
     const auto aux_a = log_numbers(a.run_dir, "aux_loss");
     EXPECT_EQ(aux_a, log_numbers(b.run_dir, "aux_loss"));
     EXPECT_EQ(read_log(a.run_dir).loss, read_log(b.run_dir).loss);
+    EXPECT_EQ(aux_a.size(), 4u);
+    for (double x : aux_a) {
+        EXPECT_GE(x, lo);
+        EXPECT_LE(x, hi);
+    }
+    auto ckpt = safetensors::load(b.run_dir + "/checkpoint.safetensors");
+    for (const auto& name : head_tensors) EXPECT_NE(ckpt.find(name), nullptr) << name;
     auto model = safetensors::load(b.run_dir + "/last.safetensors");
     for (const auto& [name, t] : model.tensors) EXPECT_EQ(name.find("aux"), std::string::npos) << name;
-    return {aux_a, b.run_dir};
+    return b.run_dir;
 }
 
 double mean(const std::vector<double>& v, size_t a, size_t b) {
@@ -237,14 +245,9 @@ TEST(Train, TempoProfilesPeakAtTheBeatPeriodWhereverTheBeatsFall) {
 
 TEST(Train, AuxTempoHeadTrainsAndResumesButStaysOutOfTheModel) {
     const std::string base = testutil::temp_dir("train_aux");
-    const auto [aux_a, b_dir] = aux_run_resumed_equals_whole(base, [](train::TrainOptions& o) { o.aux_tempo = 1.0; });
-    ASSERT_EQ(aux_a.size(), 4u);
-    for (double x : aux_a) {
-        EXPECT_GE(x, 0.0);
-        EXPECT_LE(x, 2.0);
-    }
-    auto ckpt = safetensors::load(b_dir + "/checkpoint.safetensors");
-    EXPECT_NE(ckpt.find("train_only.aux_tempo.weight"), nullptr);
+    // The head's loss is 1 - cosine, in [0, 2].
+    aux_run_resumed_equals_whole(base, [](train::TrainOptions& o) { o.aux_tempo = 1.0; }, 0.0, 2.0,
+                                 {"train_only.aux_tempo.weight"});
     // The paper's recipe (aux off) leaves the column empty.
     auto c = tiny_options(base + "/c", 1);
     train::train(c, false);
@@ -291,15 +294,9 @@ TEST(Train, AuxLabelsReadTempoAndKeyFromTheSongsAndTrainHeadsThatStayOutOfTheMod
 
     // A run: the heads learn (cross-entropy of two heads from about ln 24 + ln 12 = 5.7), resume exactly, and
     // travel in the checkpoint only.
-    const auto [aux, b_dir] = aux_run_resumed_equals_whole(base, [](train::TrainOptions& o) { o.aux_labels = 1.0; });
-    ASSERT_EQ(aux.size(), 4u);
-    for (double x : aux) {
-        EXPECT_GT(x, 1.0);
-        EXPECT_LT(x, 12.0);
-    }
-    auto ckpt = safetensors::load(b_dir + "/checkpoint.safetensors");
-    EXPECT_NE(ckpt.find("train_only.aux_labels.tempo.weight"), nullptr);
-    EXPECT_NE(ckpt.find("train_only.aux_labels.key.weight"), nullptr);
+    const std::string b_dir =
+        aux_run_resumed_equals_whole(base, [](train::TrainOptions& o) { o.aux_labels = 1.0; }, 1.0, 12.0,
+                                     {"train_only.aux_labels.tempo.weight", "train_only.aux_labels.key.weight"});
     EXPECT_EQ(train::read_run_options(b_dir).aux_labels, 1.0);
 }
 
