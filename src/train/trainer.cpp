@@ -799,30 +799,27 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         const bool is_w = p.key().rfind("similarity.", 0) == 0;
         lrs.push_back(is_w && o.similarity_lr > 0 ? o.similarity_lr : o.lr);
     }
-    // The auxiliary tempo head (training only), drawn from the run's seed so a run is reproducible.
-    torch::nn::Linear aux_head{nullptr};
-    if (o.aux_tempo > 0) {
-        at::manual_seed(mix_seed(o.seed ^ 0x7E3Bu, 0));
-        aux_head = torch::nn::Linear(1280, kTempoMaxLag - kTempoMinLag);
-        aux_head->to(device);
-        for (const auto& p : aux_head->named_parameters()) {
-            params.emplace_back(kTrainOnlyPrefix + "aux_tempo." + p.key(), p.value());
+    // Training-only heads on the pooled features: in the optimizer and the checkpoint under `name`, never in a
+    // model file. Each group is drawn from a seed of its own, so a run is reproducible.
+    auto train_only_head = [&](const std::string& name, int64_t outputs) {
+        torch::nn::Linear head(1280, outputs);
+        head->to(device);
+        for (const auto& p : head->named_parameters()) {
+            params.emplace_back(kTrainOnlyPrefix + name + "." + p.key(), p.value());
             lrs.push_back(o.lr);
         }
+        return head;
+    };
+    torch::nn::Linear aux_head{nullptr};  // --aux-tempo
+    if (o.aux_tempo > 0) {
+        at::manual_seed(mix_seed(o.seed ^ 0x7E3Bu, 0));
+        aux_head = train_only_head("aux_tempo", kTempoMaxLag - kTempoMinLag);
     }
-    // The label heads (--aux-labels), training only as well, from their own seed.
-    torch::nn::Linear tempo_head{nullptr}, key_head{nullptr};
+    torch::nn::Linear tempo_head{nullptr}, key_head{nullptr};  // --aux-labels
     if (o.aux_labels > 0) {
         at::manual_seed(mix_seed(o.seed ^ 0x1AB3Lu, 0));
-        tempo_head = torch::nn::Linear(1280, kTempoClasses);
-        key_head = torch::nn::Linear(1280, kKeyClasses);
-        for (auto [head, name] : {std::pair<torch::nn::Linear*, const char*>{&tempo_head, "tempo"}, {&key_head, "key"}}) {
-            (*head)->to(device);
-            for (const auto& p : (*head)->named_parameters()) {
-                params.emplace_back(kTrainOnlyPrefix + "aux_labels." + name + "." + p.key(), p.value());
-                lrs.push_back(o.lr);
-            }
-        }
+        tempo_head = train_only_head("aux_labels.tempo", kTempoClasses);
+        key_head = train_only_head("aux_labels.key", kKeyClasses);
     }
     Adam adam(params, lrs);
 
