@@ -2,11 +2,14 @@
 // 100%, random embeddings at chance, `ensure_cache`, and the `cocola eval` cross table end to end.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
@@ -125,6 +128,17 @@ TEST(Accuracy, IdenticalEmbeddingsWithCosineScoreAll) {
     EXPECT_EQ(r.items, 64u);
     EXPECT_DOUBLE_EQ(r.accuracy, 1.0);
     EXPECT_DOUBLE_EQ(r.ci95, 0.0);
+    // Every row is reported: its item, its own similarity (cosine 1) above the best other one.
+    ASSERT_EQ(r.rows.size(), 64u);
+    std::set<size_t> items;
+    for (const auto& row : r.rows) {
+        EXPECT_TRUE(row.right());
+        EXPECT_NEAR(row.own, 1.0, 1e-5);
+        EXPECT_LT(row.best_other, row.own);
+        EXPECT_EQ(b.batches.at(row.batch).size(), 4u);
+        items.insert(row.item);
+    }
+    EXPECT_EQ(items.size(), 64u);
     // Rows scrambled against their positives: each anchor's own pair is now someone else's; nothing is right.
     const at::Tensor shifted = at::roll(a, 1, 0);
     std::vector<std::vector<size_t>> consecutive;
@@ -132,6 +146,18 @@ TEST(Accuracy, IdenticalEmbeddingsWithCosineScoreAll) {
     auto wrong = eval::evaluate_embeddings(m, a, shifted, consecutive);
     // Positive of row i is anchor i-1, which sits in column i-1 of the same batch except for the first row.
     EXPECT_LE(wrong.accuracy, 0.25 + 1e-9);
+    size_t right = 0;
+    for (const auto& row : wrong.rows) {
+        right += row.right();
+        // A wrong row chose another item of its batch, whose positive beat its own.
+        if (!row.right()) {
+            EXPECT_NE(row.chosen, row.item);
+            EXPECT_GE(row.best_other, row.own);
+            const auto& batch = consecutive.at(row.batch);
+            EXPECT_NE(std::find(batch.begin(), batch.end(), row.chosen), batch.end());
+        }
+    }
+    EXPECT_NEAR(static_cast<double>(right) / 64.0, wrong.accuracy, 1e-12);
 }
 
 TEST(Accuracy, RandomEmbeddingsScoreAboutOneOverK) {
@@ -227,7 +253,7 @@ TEST(EvalCli, CrossTableOfTwoModelsAndTwoSets) {
     ASSERT_EQ(idx.code, 0) << idx.out;
     const std::string models = golden_model("mel") + "," + golden_model("hpss");
     auto r = run_cli("--threads 2 eval --models " + models + " --data " + dir + "/set0," + dir + "/cache1 --cache-dir " +
-                     dir + "/caches -o " + dir + "/out");
+                     dir + "/caches -o " + dir + "/out --rows " + dir + "/rows.csv");
     ASSERT_EQ(r.code, 0) << r.out;
     // The markdown on stdout: a header with both sets, one row per model.
     EXPECT_NE(r.out.find("| model | set0 | set1 |"), std::string::npos) << r.out;
@@ -257,6 +283,36 @@ TEST(EvalCli, CrossTableOfTwoModelsAndTwoSets) {
             EXPECT_NEAR(acc * 12, std::round(acc * 12), 1e-9);
         }
     }
+    // --rows: one CSV line per row of every batch (2 models x 2 sets x 12 rows); each cell's share of right
+    // rows is its accuracy.
+    std::ifstream rows_in(dir + "/rows.csv");
+    ASSERT_TRUE(rows_in) << "no rows.csv";
+    std::string line;
+    std::getline(rows_in, line);
+    EXPECT_EQ(line, "model,dataset,batch,track,offset_s,anchor,positive,right,own_similarity,best_other_similarity,"
+                    "chosen_track");
+    std::map<std::string, std::pair<int, int>> right_of;  // "model/set" -> (right, rows)
+    while (std::getline(rows_in, line)) {
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+        ASSERT_EQ(f.size(), 11u) << line;
+        const bool ok = f[7] == "1";
+        EXPECT_EQ(ok, f[3] == f[10]) << "right exactly when the chosen track is its own: " << line;
+        EXPECT_EQ(ok, std::stod(f[8]) > std::stod(f[9]) || (ok && std::stod(f[8]) == std::stod(f[9]))) << line;
+        auto& c = right_of[f[0] + "/" + f[1]];
+        c.first += ok;
+        c.second += 1;
+    }
+    ASSERT_EQ(right_of.size(), 4u);
+    for (int i = 0; i < 2; ++i)
+        for (int d = 0; d < 2; ++d) {
+            const auto& c = j["results"][i][d];
+            const auto& n = right_of.at(c["model"].get<std::string>() + "/" + c["dataset"].get<std::string>());
+            EXPECT_EQ(n.second, 12);
+            EXPECT_NEAR(n.first / 12.0, c["accuracy"].get<double>(), 1e-9);
+        }
+
     // The root was indexed under --cache-dir; the cache was used in place.
     EXPECT_EQ(fs::path(j["datasets"][0]["cache"].get<std::string>()).parent_path(), fs::path(dir + "/caches"));
     EXPECT_EQ(j["datasets"][1]["cache"], dir + "/cache1");

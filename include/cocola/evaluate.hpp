@@ -27,6 +27,15 @@ struct EvalOptions {
     double positive_noise = 0;
 };
 
+// One row of one batch: the anchor of `item` against the K positives of its batch.
+struct RowOutcome {
+    size_t batch = 0, item = 0;  // batch index and protocol item index (into fixed_protocol's items)
+    size_t chosen = 0;           // item whose positive scored highest (== item when right)
+    double own = 0;              // similarity to its own positive
+    double best_other = 0;       // highest similarity to another item's positive
+    bool right() const { return chosen == item; }
+};
+
 struct EvalResult {
     double accuracy = 0;  // mean over batches, in [0, 1]
     double sd = 0;        // sample standard deviation of the batch accuracies
@@ -36,6 +45,7 @@ struct EvalResult {
     size_t items_dropped = 0;  // protocol items left over that could not fill a last batch of K
     size_t same_track_batches = 0;  // batches that had to hold two windows of one track (too few tracks)
     std::vector<double> batch_accuracy;
+    std::vector<RowOutcome> rows;  // every row of every batch, in batch order (what went wrong, and how close)
 };
 
 // Groups items into batches of K: the items are shuffled with `seed`, then each goes to the first open batch that

@@ -150,7 +150,7 @@ std::string heatmap_svg(const std::vector<std::string>& models, const std::vecto
 Runner add_eval_command(CLI::App& app) {
     struct Opts {
         std::vector<std::string> model, models, data;
-        std::string split = "test", mode = "both", cache_dir, out_dir;
+        std::string split = "test", mode = "both", cache_dir, out_dir, rows_csv;
         int k = 2;
         double positive_noise = 0;
         bool json = false;
@@ -178,6 +178,10 @@ Runner add_eval_command(CLI::App& app) {
                                                     data::default_cache_dir() + ")");
     app.add_option("-o,--out", o->out_dir, "Also write OUT/eval.md, OUT/eval.json and OUT/eval_heatmap.svg");
     app.add_flag("--json", o->json, "Print the JSON instead of the markdown table");
+    app.add_option("--rows", o->rows_csv,
+                   "Also write every row of every batch to this CSV (model, test set, batch, track, window start, "
+                   "the two sub-mixes' stems, right or not, its own similarity and the best other one, the track "
+                   "chosen instead): which pairs a model gets wrong, and by how much");
     app.footer(
         "Coherent sub-mix classification (the paper's Eq. 8, Table 2): the split's fixed evaluation windows\n"
         "(the reference's protocol: 5 s chunks at every 2.5 s, one random disjoint sub-mix pair each) are grouped\n"
@@ -340,6 +344,35 @@ Runner add_eval_command(CLI::App& app) {
                                           heatmap_svg(model_names, sets, cells, o->k, o->split));
             std::fprintf(stderr, "wrote %s, %s, %s\n", (out / "eval.md").c_str(), (out / "eval.json").c_str(),
                          (out / "eval_heatmap.svg").c_str());
+        }
+        if (!o->rows_csv.empty()) {
+            std::ostringstream csv;
+            csv << "model,dataset,batch,track,offset_s,anchor,positive,right,own_similarity,best_other_similarity,"
+                   "chosen_track\n";
+            for (size_t d = 0; d < sets.size(); ++d) {
+                std::vector<data::EvalItem> items;
+                eval::plan_batches(*sets[d].cache, eo, &items);
+                const auto& cache = *sets[d].cache;
+                const auto stems = [&](const data::EvalItem& it, const std::vector<int>& idx) {
+                    std::string names;
+                    for (int s : idx) names += (names.empty() ? "" : "+") + cache.track(it.track).stems.at(s).name;
+                    return names;
+                };
+                for (size_t i = 0; i < paths.size(); ++i)
+                    for (const auto& row : cells[i][d].r.rows) {
+                        const auto& it = items.at(row.item);
+                        char num[96];
+                        std::snprintf(num, sizeof(num), "%.6g,%.6g", row.own, row.best_other);
+                        csv << csv_field(model_names[i]) << "," << csv_field(sets[d].name) << "," << row.batch << ","
+                            << csv_field(cache.track(it.track).id) << ","
+                            << static_cast<double>(it.offset) / cache.sample_rate() << ","
+                            << csv_field(stems(it, it.anchor)) << "," << csv_field(stems(it, it.positive)) << ","
+                            << (row.right() ? 1 : 0) << "," << num << ","
+                            << csv_field(cache.track(items.at(row.chosen).track).id) << "\n";
+                    }
+            }
+            fsutil::write_file_atomically(o->rows_csv, csv.str());
+            std::fprintf(stderr, "wrote %s\n", o->rows_csv.c_str());
         }
         if (o->json) std::cout << j.dump(2) << "\n";
         else std::cout << md.str();

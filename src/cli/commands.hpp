@@ -21,4 +21,12 @@ Runner add_eval_command(CLI::App& app);
 // Where the shipped default model lives (models/ in the source tree, or next to the installed binary).
 std::string default_model_path();
 
+// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a newline.
+inline std::string csv_field(const std::string& s) {
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string q = "\"";
+    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+}
+
 }  // namespace cocola::cli

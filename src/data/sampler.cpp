@@ -1,7 +1,9 @@
 // The contrastive pair sampler (COCOLA section 3.1) and the reference's fixed evaluation protocol.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <deque>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -57,6 +59,9 @@ PairSampler::PairSampler(const StemCache& cache, SamplerOptions opt) : cache_(ca
     if (opt_.batch < 1) throw Error("sampler: batch size K must be at least 1");
     if (opt_.window < cache_.block()) throw Error("sampler: window L shorter than the cache's block");
     if (!(opt_.max_overlap >= 0 && opt_.max_overlap < 1)) throw Error("sampler: overlap ratio r must be in [0, 1)");
+    if (opt_.track_pairs && opt_.batch % 2 != 0)
+        throw Error("sampler: track pairs (two windows per track) need an even batch size K, not " +
+                    std::to_string(opt_.batch));
     tracks_ = cache_.tracks_in(opt_.split);
     if (tracks_.empty()) throw Error(cache_.dir() + ": no tracks in split '" + opt_.split + "'");
 }
@@ -93,34 +98,64 @@ std::shared_ptr<const std::vector<std::vector<Window>>> PairSampler::plan_ptr(in
         }
     }
     rng.shuffle(windows);
+    // The units a batch is made of: one window each, or with track pairs two windows of one track that do not
+    // overlap (each window, in shuffled order, waits for a later one of its track far enough away; windows left
+    // waiting sit this epoch out).
+    std::vector<std::vector<Window>> units;
+    if (!opt_.track_pairs) {
+        for (auto& w : windows) units.push_back({std::move(w)});
+    } else {
+        std::map<uint32_t, std::vector<Window>> waiting;
+        for (auto& w : windows) {
+            auto& wait = waiting[w.track];
+            const auto partner = std::find_if(wait.begin(), wait.end(), [&](const Window& v) {
+                return std::abs(v.offset - w.offset) >= L;
+            });
+            if (partner == wait.end()) {
+                wait.push_back(std::move(w));
+                continue;
+            }
+            units.push_back({std::move(*partner), std::move(w)});
+            wait.erase(partner);
+        }
+    }
+    const size_t per_unit = opt_.track_pairs ? 2 : 1;
+    const size_t per_batch = static_cast<size_t>(opt_.batch) / per_unit;
     std::set<uint32_t> distinct;
-    for (const auto& w : windows) distinct.insert(w.track);
-    if (distinct.size() < static_cast<size_t>(opt_.batch))
+    for (const auto& u : units) distinct.insert(u.front().track);
+    if (distinct.size() < per_batch) {
+        if (opt_.track_pairs)
+            throw Error(cache_.dir() + ": split '" + opt_.split + "' has " + std::to_string(distinct.size()) +
+                        " tracks with two non-overlapping windows of 2 or more active stems, fewer than K/2 = " +
+                        std::to_string(per_batch) + " (track pairs: two windows of each of K/2 tracks): use --batch " +
+                        std::to_string(2 * distinct.size()) + " or less, or more (or longer) songs");
         throw Error(cache_.dir() + ": split '" + opt_.split + "' has " + std::to_string(distinct.size()) +
                     " tracks with 2 or more active stems, fewer than the batch size K = " +
                     std::to_string(opt_.batch) + " (every window of a batch comes from another track): use --batch " +
                     std::to_string(distinct.size()) + " or less, or more songs");
-    // Batches of K distinct tracks, greedily in shuffled order; windows that would repeat a track wait for a
-    // later batch. What cannot fill a last batch is left for the next epoch's draw.
+    }
+    // Batches of distinct tracks, greedily in shuffled order; units that would repeat a track wait for a later
+    // batch. What cannot fill a last batch is left for the next epoch's draw.
     auto batches = std::make_shared<std::vector<std::vector<Window>>>();
-    std::deque<Window> pending(windows.begin(), windows.end());
-    while (pending.size() >= static_cast<size_t>(opt_.batch)) {
+    std::deque<std::vector<Window>> pending(std::make_move_iterator(units.begin()), std::make_move_iterator(units.end()));
+    while (pending.size() >= per_batch) {
         std::vector<Window> b;
+        size_t taken = 0;
         std::set<uint32_t> used;
-        std::deque<Window> rest;
+        std::deque<std::vector<Window>> rest;
         while (!pending.empty()) {
-            Window w = std::move(pending.front());
+            std::vector<Window> u = std::move(pending.front());
             pending.pop_front();
-            if (b.size() < static_cast<size_t>(opt_.batch) && !used.count(w.track)) {
-                used.insert(w.track);
-                b.push_back(std::move(w));
-                if (b.size() == static_cast<size_t>(opt_.batch)) break;
+            if (taken < per_batch && !used.count(u.front().track)) {
+                used.insert(u.front().track);
+                for (auto& w : u) b.push_back(std::move(w));
+                if (++taken == per_batch) break;
             } else {
-                rest.push_back(std::move(w));
+                rest.push_back(std::move(u));
             }
         }
-        if (b.size() < static_cast<size_t>(opt_.batch)) break;
-        for (auto& w : pending) rest.push_back(std::move(w));
+        if (taken < per_batch) break;
+        for (auto& u : pending) rest.push_back(std::move(u));
         pending.swap(rest);
         batches->push_back(std::move(b));
     }

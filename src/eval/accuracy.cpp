@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "cocola/error.hpp"
@@ -96,10 +97,27 @@ void score_batches(const model::Model& m, const at::Tensor& anchors, const at::T
         const at::Tensor S = m.similarity_matrix(anchors.index_select(0, idx), positives.index_select(0, idx));
         // Eq. 8: row i is right when its highest similarity is in column i. argmax takes the first maximum, so
         // an exact tie with an earlier column counts as wrong: a model that cannot tell pairs apart gets no credit.
-        const at::Tensor best = S.argmax(1);
-        const at::Tensor right = best.eq(at::arange(static_cast<int64_t>(batch.size()), at::kLong));
-        r.batch_accuracy.push_back(right.to(at::kDouble).mean().item<double>());
-        r.items += batch.size();
+        // Read on the host, whatever the model's device.
+        const at::Tensor Sd = S.to(at::kCPU, at::kDouble).contiguous();
+        const at::Tensor best = Sd.argmax(1).contiguous();
+        const double* s = Sd.data_ptr<double>();
+        const int64_t* chosen = best.data_ptr<int64_t>();
+        const size_t n = batch.size();
+        size_t right = 0;
+        for (size_t i = 0; i < n; ++i) {
+            RowOutcome row;
+            row.batch = b;
+            row.item = batch[i];
+            row.chosen = batch[static_cast<size_t>(chosen[i])];
+            row.own = s[i * n + i];
+            row.best_other = -std::numeric_limits<double>::infinity();
+            for (size_t j = 0; j < n; ++j)
+                if (j != i) row.best_other = std::max(row.best_other, s[i * n + j]);
+            right += row.right();
+            r.rows.push_back(row);
+        }
+        r.batch_accuracy.push_back(static_cast<double>(right) / static_cast<double>(n));
+        r.items += n;
     }
 }
 
