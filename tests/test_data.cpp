@@ -437,52 +437,58 @@ TEST_F(Sampler, DeterministicAndPrefetchedInOrder) {
     { data::Prefetcher early(a, 2, 2, 2); early.next(); }
 }
 
-TEST_F(Sampler, TrackPairsHoldTwoNonOverlappingWindowsOfEachTrack) {
-    // --track-pairs: every batch is K/2 tracks, two windows each, the two at least a window apart; the windows of
-    // an epoch still keep the overlap rule, and each pair is a normal disjoint sub-mix draw.
+TEST_F(Sampler, WindowsPerTrackHoldNNonOverlappingWindowsOfEachTrack) {
+    // --windows-per-track N: every batch is K/N tracks, N windows each, at least a window apart from one another;
+    // the windows of an epoch still keep the overlap rule, and each pair is a normal disjoint sub-mix draw.
     const auto& c = *cache_;
-    size_t batches = 0;
-    for (uint64_t seed = 0; seed < 20; ++seed) {
-        data::SamplerOptions o;
-        o.batch = 6;
-        o.window = 16000;
-        o.seed = seed;
-        o.track_pairs = true;
-        data::PairSampler ps(c, o);
-        const int epoch = static_cast<int>(seed % 3);
-        std::map<uint32_t, std::vector<int64_t>> offsets;
-        for (size_t i = 0; i < ps.batches_per_epoch(epoch); ++i, ++batches) {
-            const auto b = ps.batch(epoch, i);
-            ASSERT_EQ(b.K, 6);
-            std::map<uint32_t, std::vector<int64_t>> of_track;
-            for (int k = 0; k < b.K; ++k) {
-                of_track[b.track[k]].push_back(b.offset[k]);
-                offsets[b.track[k]].push_back(b.offset[k]);
-                ASSERT_FALSE(b.anchor_stems[k].empty());
-                ASSERT_FALSE(b.positive_stems[k].empty());
+    for (int n : {2, 3}) {
+        size_t batches = 0;
+        for (uint64_t seed = 0; seed < 20; ++seed) {
+            data::SamplerOptions o;
+            o.batch = 6;
+            o.window = 16000;
+            o.seed = seed;
+            o.windows_per_track = n;
+            data::PairSampler ps(c, o);
+            const int epoch = static_cast<int>(seed % 3);
+            std::map<uint32_t, std::vector<int64_t>> offsets;
+            for (size_t i = 0; i < ps.batches_per_epoch(epoch); ++i, ++batches) {
+                const auto b = ps.batch(epoch, i);
+                ASSERT_EQ(b.K, 6);
+                std::map<uint32_t, std::vector<int64_t>> of_track;
+                for (int k = 0; k < b.K; ++k) {
+                    of_track[b.track[k]].push_back(b.offset[k]);
+                    offsets[b.track[k]].push_back(b.offset[k]);
+                    ASSERT_FALSE(b.anchor_stems[k].empty());
+                    ASSERT_FALSE(b.positive_stems[k].empty());
+                }
+                ASSERT_EQ(of_track.size(), static_cast<size_t>(6 / n)) << "K/N tracks";
+                for (auto& [t, offs] : of_track) {
+                    ASSERT_EQ(offs.size(), static_cast<size_t>(n)) << "N windows of each track";
+                    std::sort(offs.begin(), offs.end());
+                    for (size_t i = 1; i < offs.size(); ++i)
+                        ASSERT_GE(offs[i] - offs[i - 1], 16000) << "the windows of a track do not overlap";
+                }
             }
-            ASSERT_EQ(of_track.size(), 3u) << "K/2 tracks";
-            for (const auto& [t, offs] : of_track) {
-                ASSERT_EQ(offs.size(), 2u) << "two windows of each track";
-                ASSERT_GE(std::abs(offs[0] - offs[1]), 16000) << "the two windows do not overlap";
+            for (auto& [t, offs] : offsets) {
+                std::sort(offs.begin(), offs.end());
+                for (size_t i = 1; i < offs.size(); ++i) ASSERT_GE(offs[i] - offs[i - 1], 8000) << "overlap above r";
             }
         }
-        for (auto& [t, offs] : offsets) {
-            std::sort(offs.begin(), offs.end());
-            for (size_t i = 1; i < offs.size(); ++i) ASSERT_GE(offs[i] - offs[i - 1], 8000) << "overlap above r";
-        }
+        EXPECT_GT(batches, 20u * 2u) << "N=" << n;
     }
-    EXPECT_GT(batches, 20u * 3u);
-    // Without the option the same seed plans batches of K distinct tracks, as before.
+    // N = 1 plans batches of K distinct tracks, as the paper.
     data::SamplerOptions o;
     o.batch = 6;
     o.window = 16000;
     const auto plain = data::PairSampler(c, o).batch(0, 0);
     EXPECT_EQ(std::set<uint32_t>(plain.track.begin(), plain.track.end()).size(), 6u);
-    // An odd K cannot be split into pairs; K/2 above the tracks at hand is refused by name.
-    o.track_pairs = true;
-    o.batch = 5;
+    // K must be a multiple of N; K/N above the tracks at hand is refused by name.
+    o.windows_per_track = 4;
     EXPECT_THROW(data::PairSampler(c, o), Error);
+    o.windows_per_track = 0;
+    EXPECT_THROW(data::PairSampler(c, o), Error);
+    o.windows_per_track = 2;
     o.batch = 22;  // 11 tracks, the set has 10
     try {
         data::PairSampler(c, o).plan(0);

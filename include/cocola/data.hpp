@@ -176,10 +176,11 @@ struct SamplerOptions {
     // positives (anchor size uniform in [1, n-1], positive in [1, n - anchor]); a loss that puts anchors among
     // the candidates (the symmetric one) can then tell the two kinds apart without matching anything.
     bool swap_roles = false;
-    // Each batch holds K/2 tracks with two windows each that do not overlap. The other window's positive is then
-    // a hard negative for each anchor: the same song (key, tempo, instruments) at another moment, which only
-    // the moment's own chords and beat phase tell apart. Needs an even K.
-    bool track_pairs = false;
+    // Windows of one track in a batch (1: the paper, K distinct tracks). With N > 1 each batch holds K/N tracks
+    // with N windows each that do not overlap one another. The other windows' positives are then hard negatives
+    // for each anchor: the same song (key, tempo, instruments) at another moment, which only the moment's own
+    // chords and beat phase tell apart. K must be a multiple of N.
+    int windows_per_track = 1;
 };
 
 struct PairBatch {

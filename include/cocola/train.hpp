@@ -33,7 +33,7 @@ struct TrainOptions {
     LossKind loss = LossKind::Paper;  // see contrastive_logits in src/train/trainer.cpp
     bool channel_masks = true;  // hpss: the reference's random harmonic-only / percussive-only / both per pair
     bool swap_roles = false;    // anchor and positive of each pair swapped with probability 1/2 (data::SamplerOptions)
-    bool track_pairs = false;   // batches of K/2 tracks, two non-overlapping windows each (data::SamplerOptions)
+    int windows_per_track = 1;  // N > 1: batches of K/N tracks, N non-overlapping windows each (data::SamplerOptions)
     double similarity_init_std = model::kReferenceSimilarityInitStd;  // std of the initial bilinear W
     double similarity_init_identity = 0;  // added to the initial W on its diagonal
     double similarity_lr = 0;  // Adam rate of the bilinear matrix W; 0 = the same as lr (the paper)

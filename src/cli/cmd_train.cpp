@@ -55,10 +55,12 @@ Runner add_train_command(CLI::App& app) {
     app.add_flag("--swap-roles", o->t.swap_roles,
                  "Swap anchor and positive of each training pair with probability 1/2: the reference's draw makes "
                  "anchors fuller than positives, which the symmetric loss (anchors among the candidates) can read");
-    app.add_flag("--track-pairs", o->t.track_pairs,
-                 "Batches of K/2 songs with two non-overlapping windows each (K even): each anchor then also faces "
-                 "its own song at another moment (same key, tempo and instruments), so it must match the moment, "
-                 "not only the song. Not in the paper");
+    app.add_option("--windows-per-track", o->t.windows_per_track,
+                   "N > 1: batches of K/N songs with N non-overlapping windows each (K a multiple of N): each anchor "
+                   "then also faces its own song at other moments (same key, tempo and instruments), so it must match "
+                   "the moment, not only the song. 1: K distinct songs, the paper")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
     app.add_option("--similarity-lr", o->t.similarity_lr,
@@ -133,7 +135,7 @@ Runner add_train_command(CLI::App& app) {
             if (app.count("--feature-path")) t.feature_path = o->t.feature_path;  // where, not what: may change
             for (const char* fixed :
                  {"--data", "--data-weights", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
-                  "--swap-roles", "--track-pairs", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
+                  "--swap-roles", "--windows-per-track", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
                   "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
                   "--center-projection", "--warmup", "--lr-decay", "--zero-init-residual", "--aux-tempo", "--aux-labels"})
                 if (app.count(fixed))

@@ -59,9 +59,9 @@ PairSampler::PairSampler(const StemCache& cache, SamplerOptions opt) : cache_(ca
     if (opt_.batch < 1) throw Error("sampler: batch size K must be at least 1");
     if (opt_.window < cache_.block()) throw Error("sampler: window L shorter than the cache's block");
     if (!(opt_.max_overlap >= 0 && opt_.max_overlap < 1)) throw Error("sampler: overlap ratio r must be in [0, 1)");
-    if (opt_.track_pairs && opt_.batch % 2 != 0)
-        throw Error("sampler: track pairs (two windows per track) need an even batch size K, not " +
-                    std::to_string(opt_.batch));
+    if (opt_.windows_per_track < 1 || opt_.batch % opt_.windows_per_track != 0)
+        throw Error("sampler: " + std::to_string(opt_.windows_per_track) + " windows per track need a batch size K " +
+                    "that is a multiple of it, not " + std::to_string(opt_.batch));
     tracks_ = cache_.tracks_in(opt_.split);
     if (tracks_.empty()) throw Error(cache_.dir() + ": no tracks in split '" + opt_.split + "'");
 }
@@ -98,37 +98,42 @@ std::shared_ptr<const std::vector<std::vector<Window>>> PairSampler::plan_ptr(in
         }
     }
     rng.shuffle(windows);
-    // The units a batch is made of: one window each, or with track pairs two windows of one track that do not
-    // overlap (each window, in shuffled order, waits for a later one of its track far enough away; windows left
-    // waiting sit this epoch out).
+    // The units a batch is made of: one window each, or N windows of one track that do not overlap one another
+    // (each window, in shuffled order, joins the first open group of its track it overlaps nowhere, or opens
+    // one; a group is a unit when it holds N; windows left in open groups sit this epoch out).
+    const size_t per_unit = static_cast<size_t>(opt_.windows_per_track);
+    const size_t per_batch = static_cast<size_t>(opt_.batch) / per_unit;
     std::vector<std::vector<Window>> units;
-    if (!opt_.track_pairs) {
+    if (per_unit == 1) {
         for (auto& w : windows) units.push_back({std::move(w)});
     } else {
-        std::map<uint32_t, std::vector<Window>> waiting;
+        std::map<uint32_t, std::vector<std::vector<Window>>> open;
         for (auto& w : windows) {
-            auto& wait = waiting[w.track];
-            const auto partner = std::find_if(wait.begin(), wait.end(), [&](const Window& v) {
-                return std::abs(v.offset - w.offset) >= L;
+            auto& groups = open[w.track];
+            auto group = std::find_if(groups.begin(), groups.end(), [&](const std::vector<Window>& g) {
+                return std::all_of(g.begin(), g.end(), [&](const Window& v) { return std::abs(v.offset - w.offset) >= L; });
             });
-            if (partner == wait.end()) {
-                wait.push_back(std::move(w));
+            if (group == groups.end()) {
+                groups.push_back({std::move(w)});
                 continue;
             }
-            units.push_back({std::move(*partner), std::move(w)});
-            wait.erase(partner);
+            group->push_back(std::move(w));
+            if (group->size() == per_unit) {
+                units.push_back(std::move(*group));
+                groups.erase(group);
+            }
         }
     }
-    const size_t per_unit = opt_.track_pairs ? 2 : 1;
-    const size_t per_batch = static_cast<size_t>(opt_.batch) / per_unit;
     std::set<uint32_t> distinct;
     for (const auto& u : units) distinct.insert(u.front().track);
     if (distinct.size() < per_batch) {
-        if (opt_.track_pairs)
+        if (per_unit > 1)
             throw Error(cache_.dir() + ": split '" + opt_.split + "' has " + std::to_string(distinct.size()) +
-                        " tracks with two non-overlapping windows of 2 or more active stems, fewer than K/2 = " +
-                        std::to_string(per_batch) + " (track pairs: two windows of each of K/2 tracks): use --batch " +
-                        std::to_string(2 * distinct.size()) + " or less, or more (or longer) songs");
+                        " tracks with " + std::to_string(per_unit) + " non-overlapping windows of 2 or more active "
+                        "stems, fewer than K/" + std::to_string(per_unit) + " = " + std::to_string(per_batch) +
+                        " (" + std::to_string(per_unit) + " windows of each of K/" + std::to_string(per_unit) +
+                        " tracks): use --batch " + std::to_string(per_unit * distinct.size()) +
+                        " or less, fewer windows per track, or more (or longer) songs");
         throw Error(cache_.dir() + ": split '" + opt_.split + "' has " + std::to_string(distinct.size()) +
                     " tracks with 2 or more active stems, fewer than the batch size K = " +
                     std::to_string(opt_.batch) + " (every window of a batch comes from another track): use --batch " +

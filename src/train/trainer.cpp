@@ -53,7 +53,7 @@ nlohmann::json to_json(const TrainOptions& o) {
             {"similarity_init_std", o.similarity_init_std},
             {"channel_masks", o.channel_masks},
             {"swap_roles", o.swap_roles},
-            {"track_pairs", o.track_pairs},
+            {"windows_per_track", o.windows_per_track},
             {"similarity_init_identity", o.similarity_init_identity},
             {"center_projection", o.center_projection},
             {"warmup_steps", o.warmup_steps},
@@ -88,7 +88,7 @@ TrainOptions from_json(const nlohmann::json& j) {
     o.similarity_init_std = j.value("similarity_init_std", model::kReferenceSimilarityInitStd);
     o.channel_masks = j.value("channel_masks", true);
     o.swap_roles = j.value("swap_roles", false);
-    o.track_pairs = j.value("track_pairs", false);
+    o.windows_per_track = j.value("windows_per_track", 1);
     o.similarity_init_identity = j.value("similarity_init_identity", 0.0);
     o.center_projection = j.value("center_projection", false);
     o.warmup_steps = j.value("warmup_steps", int64_t{0});
@@ -257,7 +257,7 @@ struct TrainingData {
             so.max_overlap = o.max_overlap;
             so.mode = o.pair_mode;
             so.swap_roles = o.swap_roles;
-            so.track_pairs = o.track_pairs;
+            so.windows_per_track = o.windows_per_track;
             so.split = "train";
             so.seed = mix_seed(o.seed, caches.size());
             samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
