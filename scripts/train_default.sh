@@ -3,9 +3,11 @@
 # stopped, then evaluates it (Table 2 style, K = 2) on the held-out test splits. With INSTALL=1 it also copies the
 # shipped checkpoint to models/cocola_default.safetensors and writes the model card models/README.md.
 #
-#   stage 1  $RUN        from scratch at the paper's rate, STEPS steps (900)
+#   stage 1  $RUN        from scratch at the paper's rate, STEPS steps (1800)
 #   stage 2  $RUN-clean  from stage 1's last weights at a lower rate, the bilinear W at a tenth of it, decaying
-#            to zero over STEPS2 steps (900); the shipped checkpoint is stage 2's best by validation loss.
+#            to zero over STEPS2 steps (900), each batch two non-overlapping windows of each of its songs
+#            (--windows-per-track 2: the song's other moment is a hard negative, section 14); the shipped
+#            checkpoint is stage 2's best by validation loss.
 #   Neither adds the paper's noise (sigma 1e-3) to the positives: it is a shortcut the model learns to read
 #   (docs/training.md section 9), and the evaluation protocol, like every user's audio, has none. The road to
 #   this recipe, and what else was tried, is docs/training.md sections 9-11. Both stages also train two
@@ -21,7 +23,8 @@
 # commands), DEVICE (cpu or cuda), TRACKS (the training songs: N procedural songs of
 # seed 1, default 1200, which the demo's test songs are not among; 0: the demo's own training songs), DATA_WEIGHTS
 # (shares of the two sources in the batches, cocola train --data-weights; default: by their sizes), AUX_LABELS
-# (weight of the tempo/key heads, cocola train --aux-labels; default 3, 0 = off: the recipe of sections 9-11).
+# (weight of the tempo/key heads, cocola train --aux-labels; default 3, 0 = off: the recipe of sections 9-11),
+# WINDOWS_PER_TRACK (stage 2's cocola train --windows-per-track; default 2, 1 = K distinct songs as stage 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -29,7 +32,7 @@ COCOLA=./build/cocola
 RUN=${RUN:-runs/default}
 RUN2=${RUN2:-$RUN-clean}
 DATA=${DATA:-data}
-STEPS=${STEPS:-900}
+STEPS=${STEPS:-1800}
 STEPS2=${STEPS2:-900}
 DEVICE=${DEVICE:-cpu}
 TRACKS=${TRACKS:-1200}
@@ -53,6 +56,8 @@ if [[ $AUX_LABELS != 0 ]]; then
   TRAIN_ARGS+=(--aux-labels "$AUX_LABELS")
   TRAIN2_ARGS+=(--aux-labels "$AUX_LABELS")
 fi
+WINDOWS_PER_TRACK=${WINDOWS_PER_TRACK:-2}
+TRAIN2_ARGS+=(--windows-per-track "$WINDOWS_PER_TRACK")
 if [[ -n ${DATA_WEIGHTS:-} ]]; then
   TRAIN_ARGS+=(--data-weights "$DATA_WEIGHTS")
   TRAIN2_ARGS+=(--data-weights "$DATA_WEIGHTS")
@@ -124,7 +129,7 @@ if [[ ${INSTALL:-0} == 1 ]]; then
     echo "cocola synth --midi /usr/share/games/openttd/baseset/openmsx -o data/openmsx"
     echo "# stage 1: from scratch, without the paper's noise on the positives"
     echo "cocola train --data ${TRAIN_DATA//$DATA/data} -o runs/default --steps $STEPS ${TRAIN_ARGS[*]}"
-    echo "# stage 2: from stage 1's weights at step $STEPS, a lower, decaying rate, W at a tenth of it"
+    echo "# stage 2: from stage 1's weights at step $STEPS, a lower, decaying rate, W at a tenth of it, two windows per song"
     echo "cocola train --data ${TRAIN_DATA//$DATA/data} -o runs/default-clean --init runs/default/last.safetensors \\"
     echo "  --steps $STEPS2 ${TRAIN2_ARGS[*]}"
     echo "cocola train --resume RUN    # after each interruption of either"
@@ -134,11 +139,13 @@ if [[ ${INSTALL:-0} == 1 ]]; then
     echo "\`$RUN\` and \`$RUN2\`.)"
     if [[ -n ${CARD_NOTE:-} ]]; then echo; echo "$CARD_NOTE"; fi
     echo
+    batch1=$(sed -n 's/^ *"batch": *\([0-9]*\).*/\1/p' "$RUN/options.json")
+    batch2=$(sed -n 's/^ *"batch": *\([0-9]*\).*/\1/p' "$RUN2/options.json")
     best_step=$(awk -F, 'NR > 1 && $5 != "" && (b == "" || $5 < b) {b = $5; s = $1} END {print s}' "$RUN2/log.csv")
     if [[ $SHIP == best ]]; then
-      echo "- Steps (batch 16): $STEPS in stage 1, then stage 2 went to step $steps2; the shipped weights are its best.safetensors, from step $best_step (lowest validation loss)."
+      echo "- Steps: $STEPS in stage 1 (batch $batch1), then stage 2 (batch $batch2) went to step $steps2; the shipped weights are its best.safetensors, from step $best_step (lowest validation loss)."
     else
-      echo "- Steps (batch 16): $STEPS in stage 1, $steps2 in stage 2 (the shipped weights: its last.safetensors)."
+      echo "- Steps: $STEPS in stage 1 (batch $batch1), $steps2 in stage 2 (batch $batch2; the shipped weights: its last.safetensors)."
     fi
     echo "- Wall time of the training steps: $hours1 h + $hours2 h on $(nproc) cores ($cpu), device $DEVICE."
     echo "- Options of the runs as written by \`cocola train\` (\`options.json\`; \`steps\` is the last target given):"

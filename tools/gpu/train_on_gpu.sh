@@ -12,7 +12,8 @@
 # Measured on an H200 with 16 cores (docs/training.md section 8): configure 6 s, build 43 s, the demo songs and
 # openmsx rendered in 8 s, then 8.7 steps/s at batch 24, bound by the CPU features (0.10 s of each 0.115 s step).
 # The default recipe trains without the noise on positives (--noise 0: docs/training.md sections 9 and 10), with
-# the tempo and key heads (--aux-labels 3: section 13).
+# the tempo and key heads (--aux-labels 3: section 13); its second stage with two windows per song in a batch
+# (--windows-per-track 2: section 14).
 # Since then the features of training windows are computed on the GPU (--feature-path auto): not yet measured
 # there; the log's feature_seconds column tells.
 set -uo pipefail
@@ -78,7 +79,7 @@ tr '\r' '\n' < $L/train.log | grep -v "^$" | tail -4
 RD=runs/gpu
 if [ -n "${CLEAN_AT:-}" ] && [ -f runs/gpu/last.safetensors ]; then
   cp runs/gpu/log.csv $L/stage1_log.csv
-  CLEAN_ARGS=${CLEAN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 3e-4 --warmup 50 --similarity-lr 3e-5 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --noise 0 --aux-labels 3 --val-every 250 --val-batches 8 --checkpoint-every 250 --seed 5}
+  CLEAN_ARGS=${CLEAN_ARGS:---steps 1000000 --frontend hpss --batch 24 --lr 3e-4 --warmup 50 --similarity-lr 3e-5 --similarity-init-std 0.01 --loss symmetric --no-channel-masks --noise 0 --aux-labels 3 --windows-per-track 2 --val-every 250 --val-batches 8 --checkpoint-every 250 --seed 5}
   B=$((STOP_AT - $(el)))
   echo "== [$(el)s] stage 2 for at most $B s: $CLEAN_ARGS --init runs/gpu/last.safetensors"
   timeout -s INT $B "$C" --threads "$(nproc)" train --data $DATA -o runs/gpu-clean --device cuda $CLEAN_ARGS --init runs/gpu/last.safetensors > $L/train2.log 2>&1
