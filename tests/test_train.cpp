@@ -286,6 +286,25 @@ TEST(Train, AuxLabelsReadTempoAndKeyFromTheSongsAndTrainHeadsThatStayOutOfTheMod
         EXPECT_EQ(l.key_class, -1);
     }
     const std::string base = testutil::temp_dir("train_labels");
+    // A meta.json that is not JSON gives its song no labels, and is named.
+    {
+        const std::string song = base + "/broken/songs/train/song0";
+        for (const char* stem : {"bass", "lead"})
+            audio::write_wav(song + "/" + stem + ".wav", std::vector<float>(16000 * 6, 0.1f));
+        std::ofstream(song + "/meta.json") << "{\"bpm\": 120, \"tonic\":";  // cut off mid-write
+        data::build_cache(data::scan(base + "/broken/songs"), base + "/broken/cache", data::CacheOptions{});
+        data::StemCache broken(base + "/broken/cache");
+        std::vector<std::string> unreadable;
+        const auto l = train::music_labels(broken, &unreadable);
+        ASSERT_EQ(l.size(), 1u);
+        EXPECT_EQ(l[0].tempo_class, -1);
+        EXPECT_EQ(l[0].key_class, -1);
+        ASSERT_EQ(unreadable.size(), 1u);
+        EXPECT_EQ(fs::path(unreadable[0]), fs::path(song + "/meta.json"));
+        unreadable.clear();
+        train::music_labels(cache, &unreadable);
+        EXPECT_TRUE(unreadable.empty()) << "the procedural songs' meta.json all parse";
+    }
     auto bad = tiny_options(base + "/bad", 2);
     bad.caches = {four_register_cache()};
     bad.aux_labels = 1.0;

@@ -113,8 +113,9 @@ struct MusicLabels {
 };
 constexpr int kTempoClasses = 24, kKeyClasses = 12;
 // Per track of `cache` (in its order): read from <root>/<split>/<id>/meta.json (bpm, tonic, mode), as
-// `cocola synth` writes them; tracks without that file or those fields get -1.
-std::vector<MusicLabels> music_labels(const data::StemCache& cache);
+// `cocola synth` writes them; tracks without that file or those fields get -1. Files that exist but are not a
+// JSON object are listed in `unreadable` (when given): their tracks get -1 too.
+std::vector<MusicLabels> music_labels(const data::StemCache& cache, std::vector<std::string>* unreadable = nullptr);
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);

@@ -262,7 +262,14 @@ struct TrainingData {
             so.seed = mix_seed(o.seed, caches.size());
             samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));
             schedule.samplers.push_back(samplers.back().get());
-            labels.push_back(o.aux_labels > 0 ? music_labels(*caches.back()) : std::vector<MusicLabels>{});
+            std::vector<std::string> unreadable;
+            labels.push_back(o.aux_labels > 0 ? music_labels(*caches.back(), &unreadable) : std::vector<MusicLabels>{});
+            // Not fatal (those songs still train on the contrastive loss), but a user should know their labels
+            // are missing.
+            if (!unreadable.empty())
+                std::fprintf(stderr, "cocola: warning: --aux-labels: %zu meta.json file%s of %s could not be read "
+                             "as JSON (first: %s); those songs train without tempo and key labels\n",
+                             unreadable.size(), unreadable.size() == 1 ? "" : "s", dir.c_str(), unreadable[0].c_str());
         }
         if (o.aux_labels > 0) {
             size_t known = 0;
@@ -433,7 +440,7 @@ at::Tensor tempo_profiles(const at::Tensor& features) {
     return p / (p.norm(2, 1, true) + 1e-9);
 }
 
-std::vector<MusicLabels> music_labels(const data::StemCache& cache) {
+std::vector<MusicLabels> music_labels(const data::StemCache& cache, std::vector<std::string>* unreadable) {
     // Semitones from a mode's tonic to its relative major's (the key signature), as src/synth/compose.cpp
     // writes the modes it uses.
     static const std::map<std::string, int> to_major = {{"major", 0}, {"ionian", 0}, {"minor", 3}, {"aeolian", 3},
@@ -442,10 +449,14 @@ std::vector<MusicLabels> music_labels(const data::StemCache& cache) {
     std::vector<MusicLabels> out(cache.size());
     for (size_t t = 0; t < cache.size(); ++t) {
         const auto& tr = cache.track(t);
-        std::ifstream in(cache.root() + "/" + tr.split + "/" + tr.id + "/meta.json");
+        const std::string path = cache.root() + "/" + tr.split + "/" + tr.id + "/meta.json";
+        std::ifstream in(path);
         if (!in) continue;
         const auto j = nlohmann::json::parse(in, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) continue;
+        if (j.is_discarded() || !j.is_object()) {
+            if (unreadable) unreadable->push_back(path);
+            continue;
+        }
         MusicLabels& l = out[t];
         if (j.contains("bpm") && j["bpm"].is_number()) {
             const double bpm = j["bpm"].get<double>();
