@@ -298,6 +298,23 @@ class Sampler : public ::testing::Test {
         delete cache_;
         delete dir_;
     }
+    // Batches of 6 windows of 1 s (the set's tracks are 12 s long).
+    static data::SamplerOptions small_batches(uint64_t seed) {
+        data::SamplerOptions o;
+        o.batch = 6;
+        o.window = 16000;
+        o.max_overlap = 0.5;
+        o.seed = seed;
+        return o;
+    }
+    // The windows an epoch drew from each track overlap by at most r = 0.5 of a window.
+    static void expect_overlap_within_r(std::map<uint32_t, std::vector<int64_t>>& offsets) {
+        for (auto& [t, offs] : offsets) {
+            std::sort(offs.begin(), offs.end());
+            for (size_t i = 1; i < offs.size(); ++i)
+                ASSERT_LE(16000 - (offs[i] - offs[i - 1]), 0.5 * 16000) << "overlap above r, track " << t;
+        }
+    }
     static std::string* dir_;
     static data::StemCache* cache_;
 };
@@ -308,12 +325,8 @@ TEST_F(Sampler, InvariantsOverManySeeds) {
     const auto& c = *cache_;
     for (auto mode : {data::PairMode::SubMix, data::PairMode::SingleStem}) {
         for (uint64_t seed = 0; seed < 40; ++seed) {
-            data::SamplerOptions o;
-            o.batch = 6;
-            o.window = 16000;
-            o.max_overlap = 0.5;
+            data::SamplerOptions o = small_batches(seed);
             o.mode = mode;
-            o.seed = seed;
             data::PairSampler ps(c, o);
             const int epoch = static_cast<int>(seed % 3);
             const auto& plan = ps.plan(epoch);
@@ -342,11 +355,7 @@ TEST_F(Sampler, InvariantsOverManySeeds) {
                     offsets[b.track[k]].push_back(b.offset[k]);
                 }
             }
-            for (auto& [t, offs] : offsets) {
-                std::sort(offs.begin(), offs.end());
-                for (size_t i = 1; i < offs.size(); ++i)
-                    ASSERT_LE(16000 - (offs[i] - offs[i - 1]), 0.5 * 16000) << "overlap above r";
-            }
+            expect_overlap_within_r(offsets);
         }
     }
 }
@@ -444,10 +453,7 @@ TEST_F(Sampler, WindowsPerTrackHoldNNonOverlappingWindowsOfEachTrack) {
     for (int n : {2, 3}) {
         size_t batches = 0;
         for (uint64_t seed = 0; seed < 20; ++seed) {
-            data::SamplerOptions o;
-            o.batch = 6;
-            o.window = 16000;
-            o.seed = seed;
+            data::SamplerOptions o = small_batches(seed);
             o.windows_per_track = n;
             data::PairSampler ps(c, o);
             const int epoch = static_cast<int>(seed % 3);
@@ -470,17 +476,12 @@ TEST_F(Sampler, WindowsPerTrackHoldNNonOverlappingWindowsOfEachTrack) {
                         ASSERT_GE(offs[i] - offs[i - 1], 16000) << "the windows of a track do not overlap";
                 }
             }
-            for (auto& [t, offs] : offsets) {
-                std::sort(offs.begin(), offs.end());
-                for (size_t i = 1; i < offs.size(); ++i) ASSERT_GE(offs[i] - offs[i - 1], 8000) << "overlap above r";
-            }
+            expect_overlap_within_r(offsets);
         }
         EXPECT_GT(batches, 20u * 2u) << "N=" << n;
     }
     // N = 1 plans batches of K distinct tracks, as the paper.
-    data::SamplerOptions o;
-    o.batch = 6;
-    o.window = 16000;
+    data::SamplerOptions o = small_batches(0);
     const auto plain = data::PairSampler(c, o).batch(0, 0);
     EXPECT_EQ(std::set<uint32_t>(plain.track.begin(), plain.track.end()).size(), 6u);
     // K must be a multiple of N; K/N above the tracks at hand is refused by name.
