@@ -70,6 +70,7 @@ struct DataSet {
     std::string input, cache_dir, name;
     std::unique_ptr<data::StemCache> cache;
     size_t items = 0, batches = 0, dropped = 0, same_track = 0;
+    std::vector<data::EvalItem> protocol;  // the evaluation items (kept for --rows only)
 };
 
 struct Cell {
@@ -229,7 +230,7 @@ Runner add_eval_command(CLI::App& app) {
             ds.cache = std::make_unique<data::StemCache>(ds.cache_dir);
             const bool given_cache = ds.cache_dir == ds.input;
             set_names.push_back(folder_name(given_cache && !ds.cache->root().empty() ? ds.cache->root() : ds.input));
-            const auto plan = eval::plan_batches(*ds.cache, eo);
+            const auto plan = eval::plan_batches(*ds.cache, eo, o->rows_csv.empty() ? nullptr : &ds.protocol);
             ds.batches = plan.batches.size();
             ds.items = ds.batches * static_cast<size_t>(o->k);
             ds.dropped = plan.dropped;
@@ -350,8 +351,7 @@ Runner add_eval_command(CLI::App& app) {
             csv << "model,dataset,batch,track,offset_s,anchor,positive,right,own_similarity,best_other_similarity,"
                    "chosen_track\n";
             for (size_t d = 0; d < sets.size(); ++d) {
-                std::vector<data::EvalItem> items;
-                eval::plan_batches(*sets[d].cache, eo, &items);
+                const auto& items = sets[d].protocol;
                 const auto& cache = *sets[d].cache;
                 const auto stems = [&](const data::EvalItem& it, const std::vector<int>& idx) {
                     std::string names;
