@@ -3,7 +3,7 @@
 # stopped, then evaluates it (Table 2 style, K = 2) on the held-out test splits. With INSTALL=1 it also copies the
 # shipped checkpoint to models/cocola_default.safetensors and writes the model card models/README.md.
 #
-#   stage 1  $RUN        from scratch at the paper's rate, STEPS steps (1800)
+#   stage 1  $RUN        from scratch at the paper's rate, STEPS steps (3600)
 #   stage 2  $RUN-clean  from stage 1's last weights at a lower rate, the bilinear W at a tenth of it, decaying
 #            to zero over STEPS2 steps (900), batch 32 (the paper's), two non-overlapping windows of each song
 #            (--windows-per-track 2: the song's other moment is a hard negative, section 14); the shipped
@@ -32,7 +32,7 @@ COCOLA=./build/cocola
 RUN=${RUN:-runs/default}
 RUN2=${RUN2:-$RUN-clean}
 DATA=${DATA:-data}
-STEPS=${STEPS:-1800}
+STEPS=${STEPS:-3600}
 STEPS2=${STEPS2:-900}
 DEVICE=${DEVICE:-cpu}
 TRACKS=${TRACKS:-1200}
