@@ -1,7 +1,9 @@
 // Contrastive training of COCOLA (the paper's section 3): batches of K windows from K tracks, two disjoint
 // sub-mixes per window, cross-entropy over the K x K similarity matrix with the positives on the diagonal.
+// It is one objective on the shared training core (cocola/train_core.hpp).
 #pragma once
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -119,6 +121,14 @@ std::vector<MusicLabels> music_labels(const data::StemCache& cache, std::vector<
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);
+// The options as options.json holds them (one mapping, src/train/contrastive_options.cpp).
+nlohmann::json options_json(const TrainOptions& o);
+// CLI flags of the options a run keeps for its life (given with --resume, they are ignored).
+std::vector<std::string> fixed_on_resume_flags();
+// On --resume: the options a resume may change (--steps, --lr, --similarity-lr, --feature-path) are copied from
+// `given` into `run` where `was_given(flag)` says the user gave them anew.
+void apply_resumable_options(const TrainOptions& given, TrainOptions& run,
+                             const std::function<bool(const std::string&)>& was_given);
 
 // The auxiliary loss's target (--aux-tempo): tempo profiles [B, 185] of feature windows [B, C, 64, T] (dB), the
 // centred, unit-norm autocorrelation of the onset envelope at lags of 15-199 frames (0.15-2 s).

@@ -125,19 +125,12 @@ Runner add_train_command(CLI::App& app) {
         train::TrainOptions t = o->t;
         const bool resume = !o->resume.empty();
         if (resume) {
-            const auto steps = t.steps;
             t = train::read_run_options(o->resume);
             t.run_dir = o->resume;
-            if (app.count("--steps")) t.steps = steps;
-            // Learning rates may change for the rest of a run (a schedule by hand); everything else is fixed.
-            if (app.count("--lr")) t.lr = o->t.lr;
-            if (app.count("--similarity-lr")) t.similarity_lr = o->t.similarity_lr;
-            if (app.count("--feature-path")) t.feature_path = o->t.feature_path;  // where, not what: may change
-            for (const char* fixed :
-                 {"--data", "--data-weights", "--out", "--frontend", "--similarity", "--loss", "--single-stem", "--shared-stem", "--no-channel-masks",
-                  "--swap-roles", "--windows-per-track", "--batch", "--noise", "--max-overlap", "--dropout", "--seed", "--val-every", "--val-batches",
-                  "--checkpoint-every", "--device", "--init", "--similarity-init-std", "--similarity-init-identity",
-                  "--center-projection", "--warmup", "--lr-decay", "--zero-init-residual", "--aux-tempo", "--aux-labels"})
+            // The length, the learning rates for the rest of the run and where features are computed may
+            // change; everything else is fixed (train::fixed_on_resume_flags).
+            train::apply_resumable_options(o->t, t, [&](const std::string& flag) { return app.count(flag) > 0; });
+            for (const auto& fixed : train::fixed_on_resume_flags())
                 if (app.count(fixed))
                     std::cerr << "note: " << fixed << " is ignored with --resume (the run keeps its options.json)\n";
         } else {
