@@ -17,6 +17,12 @@ Runner add_plot_command(CLI::App& app);
 Runner add_synth_command(CLI::App& app);
 Runner add_data_command(CLI::App& app);
 Runner add_eval_command(CLI::App& app);
+Runner add_vae_command(CLI::App& app);
+Runner add_resynth_command(CLI::App& app);
+
+// Where shipped generator weights live (models/<name>.safetensors in the source tree or next to the binary);
+// throws cocola::Error when there are none.
+std::string default_generator_path(const std::string& name);
 
 // Where the shipped default model lives (models/ in the source tree, or next to the installed binary).
 std::string default_model_path();

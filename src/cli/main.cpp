@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
     add("eval", "Coherent sub-mix classification accuracy (the paper's Table 2) of models on test sets",
         cocola::cli::add_eval_command);
     add("train", "Train COCOLA contrastively on stem datasets (resumable)", cocola::cli::add_train_command);
+    add("vae", "The generator's mel autoencoder: train, encode audio to latents, decode latents",
+        cocola::cli::add_vae_command);
+    add("resynth", "Audio -> log-mel (-> VAE) -> audio, with the distance to the input",
+        cocola::cli::add_resynth_command);
     add("plot", "Chart the training curves of one or more runs (SVG)", cocola::cli::add_plot_command);
 
     try {

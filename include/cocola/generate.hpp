@@ -1,0 +1,157 @@
+// The generative half, part 1: the generator's spectrogram, the way back to sound (Griffin-Lim), distances
+// between audio, and the mel autoencoder (VAE) whose latents a diffusion model denoises.
+//
+// The generator works on COCOLA's own `mel` front-end (16 kHz, hop 160, 64 log-mel bands in dB), so a COCOLA
+// model reads generated spectrograms directly, in chunks of 5.12 s (512 frames), the length of a COCOLA window.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cocola/train_core.hpp"
+
+namespace cocola::generate {
+
+constexpr int kChunkFrames = 512;                 // frames of a generator chunk (5.12 s)
+constexpr int64_t kHopSamples = 160;              // samples per frame
+constexpr int64_t kChunkSamples = kChunkFrames * kHopSamples;  // 81920
+constexpr int kMelBands = 64;
+constexpr double kMelFloorDb = -100.0;            // the front-end's floor: 10 log10(1e-10)
+
+// ---------------------------------------------------------------- the spectrogram
+// Log-mel [64, frames] (dB) of a clip of n samples at 16 kHz: COCOLA's mel front-end, frames = n / 160 (the
+// front-end's last, half-padded frame is dropped, so a chunk of 81920 samples gives 512 frames).
+at::Tensor mel_spectrogram(const float* samples, size_t n);
+// Mel spectrograms [B, 64, n / 160] of B clips of n samples (rows of `clips`, [B, n] float32 on the CPU).
+at::Tensor mel_spectrograms(const at::Tensor& clips);
+
+// ---------------------------------------------------------------- Griffin-Lim
+struct GriffinLimOptions {
+    int iterations = 32;
+    double momentum = 0.99;  // the "fast" Griffin-Lim of Perraudin et al. (librosa's default)
+    uint64_t seed = 0;       // of the initial random phases
+};
+// Audio [frames * 160] samples from a log-mel spectrogram [64, frames] (dB): the linear magnitudes are the
+// non-negative least-squares fit through the mel filterbank, then phases by Griffin-Lim on the front-end's
+// STFT (n_fft 1024, Hann window of 400, hop 160). No weights: always available, the baseline.
+std::vector<float> griffin_lim(const at::Tensor& mel_db, const GriffinLimOptions& options = {});
+// The linear STFT magnitudes [513, frames] that fit a log-mel spectrogram best (non-negative least squares).
+at::Tensor mel_to_linear_magnitude(const at::Tensor& mel_db);
+
+// ---------------------------------------------------------------- distances between two clips
+// Mean absolute difference of the log-mel spectrograms (dB) of two clips of n samples.
+double log_mel_l1(const float* a, const float* b, size_t n);
+// Multi-resolution STFT distance (Yamamoto et al. 2020): the mean over FFT sizes 512, 1024, 2048 (hops 128,
+// 256, 512, Hann windows of the FFT size) of spectral convergence plus the L1 distance of log magnitudes.
+double multi_resolution_stft_distance(const float* a, const float* b, size_t n);
+
+// ---------------------------------------------------------------- the autoencoder
+// An AudioLDM-style KL autoencoder on log-mel spectrograms: conv ResNet encoder and decoder with self-attention
+// in the middle, a diagonal Gaussian latent with `latent_channels` channels and 2^(levels-1) times fewer bins and
+// frames (3 levels: a 64 x 512 chunk -> 8 x 16 x 128).
+struct VaeConfig {
+    int base_channels = 32;
+    std::vector<int> channel_mult = {1, 2, 4};
+    int res_blocks = 1;             // per level
+    int latent_channels = 8;
+    bool mid_attention = true;
+    // The spectrogram is normalised as (dB - mel_mean) / mel_std before the encoder (and back after the decoder);
+    // both measured on the training data when training starts.
+    double mel_mean = -40, mel_std = 20;
+    // Latents are multiplied by this after encoding (and divided before decoding), so they have unit variance on
+    // the training data: 1 / std of the latent means, measured on training chunks when the model is written.
+    double scale_factor = 1;
+    int downsampling() const { return 1 << (static_cast<int>(channel_mult.size()) - 1); }
+};
+
+class VaeNet;  // the torch::nn module tree (src/generate/vae_net.hpp)
+
+class Vae {
+   public:
+    explicit Vae(const VaeConfig& config, uint64_t seed = 0);
+    ~Vae();
+    Vae(Vae&&) noexcept;
+    Vae& operator=(Vae&&) noexcept;
+
+    // Loads a .safetensors written by save(): the config from its metadata; refuses a file that is not a cocola
+    // VAE, or has missing or mis-shaped tensors, naming the file.
+    static Vae load(const std::string& path);
+    // Writes the weights (float32, or float16 with `half`) and the config as metadata, atomically.
+    void save(const std::string& path, const std::map<std::string, std::string>& extra_metadata = {},
+              bool half = false) const;
+
+    const VaeConfig& config() const;
+    VaeConfig& mutable_config();
+    void to(const at::Device& device);
+    at::Device device() const;
+
+    // mel dB [B, 64, T] (T a multiple of downsampling()) -> scaled latent [B, latent_channels, 64/d, T/d]: the
+    // posterior mean (or a draw from it with `sample`). Eval mode, no gradients.
+    at::Tensor encode(const at::Tensor& mel_db, bool sample = false) const;
+    // scaled latent -> mel dB [B, 64, T]. Eval mode, no gradients.
+    at::Tensor decode(const at::Tensor& latent) const;
+    // mel dB -> posterior mean, log-variance (unscaled) and reconstruction (dB), with autograd (for training).
+    void forward(const at::Tensor& mel_db, at::Tensor& mean, at::Tensor& logvar, at::Tensor& reconstruction,
+                 bool sample, at::Generator* gen = nullptr);
+
+    VaeNet& net();
+    const VaeNet& net() const;
+    int64_t parameter_count() const;
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// The KL divergence of the diagonal Gaussians (mean, logvar) from N(0, I), summed over latent elements and
+// averaged over the batch.
+at::Tensor kl_divergence(const at::Tensor& mean, const at::Tensor& logvar);
+
+// Encodes audio of any length to latents [chunks, C, 16, 128]: 5.12 s chunks, the last zero-padded.
+at::Tensor encode_audio(const Vae& vae, const std::vector<float>& audio);
+// Decodes latents [chunks, C, h, w] to one mel spectrogram [64, chunks * w * d] (dB).
+at::Tensor decode_to_mel(const Vae& vae, const at::Tensor& latents);
+
+// ---------------------------------------------------------------- training the autoencoder
+struct VaeTrainOptions {
+    std::vector<std::string> caches;  // stem caches (cocola data index); examples are random sub-mixes
+    std::string run_dir;
+    int64_t steps = 2000;
+    int batch = 8;
+    int crop_frames = 128;    // training crops (the model is convolutional; chunks of 512 frames at use)
+    double lr = 1e-4;
+    int64_t warmup_steps = 100;
+    std::string lr_decay = "cosine";
+    double kl_weight = 1e-5;  // per input element, against the L1 of the normalised spectrogram
+    double clip_grad_norm = 1.0;
+    double ema_decay = 0;     // > 0: the model files hold the moving average of the weights
+    int base_channels = 32;
+    std::vector<int> channel_mult = {1, 2, 4};
+    int res_blocks = 1;
+    int latent_channels = 8;
+    bool mid_attention = true;
+    uint64_t seed = 0;
+    int val_every = 100;
+    int val_chunks = 16;       // validation crops of the valid (or test) split, fixed
+    int checkpoint_every = 50;
+    double checkpoint_minutes = 10;
+    int keep_snapshots = 3;
+    std::string device = "cpu";
+};
+
+// Trains the autoencoder from scratch in run_dir, or continues the run there exactly where its checkpoint
+// stopped (resume equals uninterrupted on the CPU). Writes options.json, checkpoint.safetensors, log.csv
+// (step, loss, l1_db, kl, ... ), curves.svg, last.safetensors and best.safetensors (by validation L1).
+void train_vae(VaeTrainOptions options, bool resume, const train::RowCallback& on_row = {},
+               const std::function<bool()>& stop = {});
+VaeTrainOptions read_vae_run_options(const std::string& run_dir);
+std::vector<std::string> vae_fixed_on_resume_flags();
+void apply_vae_resumable_options(const VaeTrainOptions& given, VaeTrainOptions& run,
+                                 const std::function<bool(const std::string&)>& was_given);
+
+}  // namespace cocola::generate
