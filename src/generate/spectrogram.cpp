@@ -73,9 +73,10 @@ at::Tensor mel_to_linear_magnitude(const at::Tensor& mel_db) {
     const at::Tensor P = at::pow(10.0, mel_db.to(at::kDouble).cpu() / 10.0);  // mel power [64, T]
     // Non-negative least squares min |F S - P| over S >= 0 by multiplicative updates (Lee & Seung), started from
     // the clamped pseudo-inverse solution; bins no filter covers (below 60 Hz, above 7.8 kHz) stay at zero.
+    // F^T (F S) rather than (F^T F) S: 64 bands against 513 bins, 4x fewer operations.
     at::Tensor S = at::matmul(at::linalg_pinv(F), P).clamp_min(1e-12);
-    const at::Tensor Ft = F.t(), FtF = at::matmul(Ft, F), FtP = at::matmul(Ft, P);
-    for (int i = 0; i < 100; ++i) S = S * FtP / (at::matmul(FtF, S) + 1e-20);
+    const at::Tensor Ft = F.t(), FtP = at::matmul(Ft, P);
+    for (int i = 0; i < 50; ++i) S = S * FtP / (at::matmul(Ft, at::matmul(F, S)) + 1e-20);
     return S.sqrt();
 }
 

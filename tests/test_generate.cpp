@@ -1,0 +1,298 @@
+// The generative half, part 1: the generator's spectrogram, Griffin-Lim, distances, the VAE (shapes, files,
+// training that resumes exactly) and the commands that use them.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cocola/audio.hpp"
+#include "cocola/data.hpp"
+#include "cocola/error.hpp"
+#include "cocola/features.hpp"
+#include "cocola/generate.hpp"
+#include "generate/vae_net.hpp"
+#include "cocola/npy.hpp"
+#include "cocola/safetensors.hpp"
+#include "cocola/synth.hpp"
+#include "test_util.hpp"
+
+using namespace cocola;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A tone with a slow vibrato and a decaying click every half second: pitch, harmonics and onsets.
+std::vector<float> test_tone(size_t n, double f0 = 220) {
+    std::vector<float> x(n);
+    double phase = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double t = static_cast<double>(i) / 16000;
+        phase += 2 * M_PI * f0 * (1 + 0.01 * std::sin(2 * M_PI * 5 * t)) / 16000;
+        const double click = std::exp(-std::fmod(t, 0.5) * 40) * std::sin(2 * M_PI * 2500 * t);
+        x[i] = static_cast<float>(0.3 * std::sin(phase) + 0.1 * std::sin(2 * phase) + 0.2 * click);
+    }
+    return x;
+}
+
+generate::VaeConfig tiny_config() {
+    generate::VaeConfig c;
+    c.base_channels = 8;
+    c.channel_mult = {1, 2, 2};
+    c.latent_channels = 4;
+    return c;
+}
+
+std::string song_cache() {
+    static const std::string dir = [] {
+        const std::string root = testutil::temp_dir("gen_data");
+        synth::SetOptions so;
+        so.out_dir = root + "/songs";
+        so.split = "auto";
+        synth::write_procedural_set(11, 10, 8.0, so);
+        data::build_cache(data::scan(root + "/songs"), root + "/cache", data::CacheOptions{});
+        return root + "/cache";
+    }();
+    return dir;
+}
+
+generate::VaeTrainOptions tiny_training(const std::string& run, int64_t steps) {
+    generate::VaeTrainOptions o;
+    o.caches = {song_cache()};
+    o.run_dir = run;
+    o.steps = steps;
+    o.batch = 2;
+    o.crop_frames = 32;
+    o.base_channels = 8;
+    o.channel_mult = {1, 2, 2};
+    o.latent_channels = 4;
+    o.lr = 1e-3;
+    o.warmup_steps = 2;
+    o.val_every = 3;
+    o.val_chunks = 2;
+    o.checkpoint_every = 2;
+    o.ema_decay = 0.9;
+    o.seed = 4;
+    return o;
+}
+
+std::string read_all(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// log.csv without its wall-time column (the last).
+std::string log_without_time(const std::string& run) {
+    std::stringstream in(read_all(run + "/log.csv")), out;
+    std::string line;
+    while (std::getline(in, line)) out << line.substr(0, line.rfind(',')) << "\n";
+    return out.str();
+}
+
+}  // namespace
+
+TEST(Generate, MelSpectrogramOfAChunkIs64By512AndDropsTheHalfPaddedLastFrame) {
+    const auto x = test_tone(generate::kChunkSamples);
+    const at::Tensor mel = generate::mel_spectrogram(x.data(), x.size());
+    EXPECT_EQ(mel.sizes(), (at::IntArrayRef{64, 512}));
+    const at::Tensor batch = generate::mel_spectrograms(at::from_blob(const_cast<float*>(x.data()), {1, generate::kChunkSamples}, at::kFloat));
+    EXPECT_TRUE(at::equal(batch[0], mel));
+    EXPECT_THROW(generate::mel_spectrogram(x.data(), 100), Error);
+}
+
+TEST(Generate, MelToLinearFitsTheMelPowersItCameFrom) {
+    const auto x = test_tone(32000);
+    const at::Tensor mel = generate::mel_spectrogram(x.data(), x.size());
+    const at::Tensor mag = generate::mel_to_linear_magnitude(mel);  // [513, T]
+    EXPECT_EQ(mag.size(0), 513);
+    EXPECT_TRUE((mag >= 0).all().item<bool>());
+    // Back through the filterbank, the fit's mel powers are within a fraction of a dB where there is energy.
+    const auto fb = features::htk_mel_filterbank();
+    const at::Tensor F = at::from_blob(const_cast<double*>(fb.data()), {64, 513}, at::kDouble);
+    const at::Tensor again = 10 * at::log10(at::matmul(F, mag.pow(2)).clamp_min(1e-10));
+    const at::Tensor loud = mel.to(at::kDouble) > -60;
+    EXPECT_LT((again - mel.to(at::kDouble)).abs().masked_select(loud).mean().item<double>(), 1.0);
+}
+
+TEST(Generate, GriffinLimIterationsBringTheAudioCloserToTheSpectrogram) {
+    const auto x = test_tone(48000);
+    const at::Tensor mel = generate::mel_spectrogram(x.data(), x.size());
+    generate::GriffinLimOptions none, some;
+    none.iterations = 0;
+    some.iterations = 16;
+    const auto y0 = generate::griffin_lim(mel, none), y16 = generate::griffin_lim(mel, some);
+    ASSERT_EQ(y16.size(), 48000u);
+    const double l1_0 = generate::log_mel_l1(x.data(), y0.data(), x.size());
+    const double l1_16 = generate::log_mel_l1(x.data(), y16.data(), x.size());
+    EXPECT_LT(l1_16, l1_0 * 0.7) << l1_0 << " -> " << l1_16;
+    EXPECT_LT(generate::multi_resolution_stft_distance(x.data(), y16.data(), x.size()),
+              generate::multi_resolution_stft_distance(x.data(), y0.data(), x.size()));
+    // Same seed, same audio.
+    EXPECT_EQ(generate::griffin_lim(mel, some), y16);
+    EXPECT_THROW(generate::griffin_lim(at::zeros({3, 10}), some), Error);
+}
+
+TEST(Generate, DistancesAreZeroForIdenticalClipsAndGrowWithTheDifference) {
+    const auto x = test_tone(16000), y = test_tone(16000, 233);
+    EXPECT_EQ(generate::log_mel_l1(x.data(), x.data(), x.size()), 0.0);
+    EXPECT_EQ(generate::multi_resolution_stft_distance(x.data(), x.data(), x.size()), 0.0);
+    std::vector<float> quieter(x);
+    for (auto& v : quieter) v *= 0.5f;
+    // Half the amplitude is 6.02 dB less in every band above the floor (bands at the -100 dB floor in both stay).
+    const at::Tensor mx = generate::mel_spectrogram(x.data(), x.size()), mq = generate::mel_spectrogram(quieter.data(), x.size());
+    EXPECT_NEAR((mx - mq).masked_select(mx > -70).mean().item<double>(), 20 * std::log10(2.0), 0.01);
+    const double l1 = generate::log_mel_l1(x.data(), quieter.data(), x.size());
+    EXPECT_GT(l1, 0);
+    EXPECT_LE(l1, 20 * std::log10(2.0) + 0.01);
+    EXPECT_GT(generate::multi_resolution_stft_distance(x.data(), y.data(), x.size()),
+              generate::multi_resolution_stft_distance(x.data(), quieter.data(), x.size()));
+}
+
+TEST(Generate, VaeShapesKlAndRoundTripOfItsLatents) {
+    generate::Vae vae(tiny_config(), 1);
+    const at::Tensor mel = at::randn({2, 64, 96}) * 20 - 40;
+    const at::Tensor z = vae.encode(mel);
+    EXPECT_EQ(z.sizes(), (at::IntArrayRef{2, 4, 16, 24}));
+    const at::Tensor back = vae.decode(z);
+    EXPECT_EQ(back.sizes(), mel.sizes());
+    at::Tensor mean, logvar, rec;
+    vae.forward(mel, mean, logvar, rec, /*sample=*/true);
+    const double kl = generate::kl_divergence(mean, logvar).item<double>();
+    EXPECT_TRUE(std::isfinite(kl));
+    EXPECT_GE(kl, 0);
+    EXPECT_NEAR(generate::kl_divergence(at::zeros({2, 4, 4, 4}), at::zeros({2, 4, 4, 4})).item<double>(), 0, 1e-12);
+    EXPECT_THROW(vae.encode(at::zeros({1, 64, 30})), Error);  // frames not a multiple of 4
+    EXPECT_THROW(vae.decode(at::zeros({1, 3, 16, 8})), Error);
+    // Audio of any length: chunks of 5.12 s, the last padded.
+    const at::Tensor za = generate::encode_audio(vae, test_tone(100000));
+    EXPECT_EQ(za.sizes(), (at::IntArrayRef{2, 4, 16, 128}));
+    EXPECT_EQ(generate::decode_to_mel(vae, za).sizes(), (at::IntArrayRef{64, 1024}));
+}
+
+TEST(Generate, VaeWeightsAreWrittenAndReadBackBitIdenticallyAndBadFilesAreRefusedByName) {
+    const std::string dir = testutil::temp_dir("gen_vae_files");
+    generate::VaeConfig c = tiny_config();
+    c.scale_factor = 0.37;
+    c.mel_mean = -31.5;
+    generate::Vae vae(c, 2);
+    vae.save(dir + "/v.safetensors");
+    const generate::Vae back = generate::Vae::load(dir + "/v.safetensors");
+    EXPECT_EQ(back.config().scale_factor, 0.37);
+    EXPECT_EQ(back.config().mel_mean, -31.5);
+    const auto a = vae.net().named_parameters(), b = back.net().named_parameters();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i].value(), b[i].value())) << a[i].key();
+    const at::Tensor mel = at::randn({1, 64, 64}) * 10 - 40;
+    EXPECT_TRUE(at::equal(vae.decode(vae.encode(mel)), back.decode(back.encode(mel))));
+    // Half precision: half the bytes, the same decoder within float16 rounding.
+    vae.save(dir + "/h.safetensors", {}, /*half=*/true);
+    EXPECT_LT(fs::file_size(dir + "/h.safetensors"), fs::file_size(dir + "/v.safetensors") * 0.6);
+    const generate::Vae half = generate::Vae::load(dir + "/h.safetensors");
+    EXPECT_LT((half.decode(vae.encode(mel)) - vae.decode(vae.encode(mel))).abs().max().item<double>(), 0.5);
+
+    auto refused = [&](const std::string& path, const std::string& words) {
+        try {
+            generate::Vae::load(path);
+            ADD_FAILURE() << path << ": loaded";
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            EXPECT_NE(msg.find(path), std::string::npos) << msg;
+            EXPECT_NE(msg.find(words), std::string::npos) << msg;
+        }
+    };
+    // Truncated.
+    const std::string bytes = read_all(dir + "/v.safetensors");
+    std::ofstream(dir + "/cut.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+    refused(dir + "/cut.safetensors", "");
+    // Another kind of model.
+    refused(testutil::golden("models/cocola_mel_seed0.safetensors"), "not a cocola VAE");
+    // The right format, the wrong tensors for its config.
+    auto f = safetensors::load(dir + "/v.safetensors");
+    f.tensors.pop_back();
+    safetensors::save(dir + "/missing.safetensors", f.tensors, f.metadata);
+    refused(dir + "/missing.safetensors", "missing tensor");
+    f.metadata["config"] = "{\"base_channels\": 8}";
+    safetensors::save(dir + "/badcfg.safetensors", f.tensors, f.metadata);
+    refused(dir + "/badcfg.safetensors", "config");
+    refused(dir + "/none.safetensors", "");
+}
+
+TEST(Generate, VaeTrainingResumesExactlyAsAnUninterruptedRun) {
+    const std::string base = testutil::temp_dir("gen_vae_resume");
+    generate::train_vae(tiny_training(base + "/whole", 6), false);
+    // The same run stopped after its 4th step (Ctrl-C), then resumed to 6.
+    int polls = 0;
+    generate::train_vae(tiny_training(base + "/parts", 6), false, {}, [&] { return ++polls == 4; });
+    EXPECT_EQ(std::stoll(safetensors::load(base + "/parts/checkpoint.safetensors").metadata.at("step")), 4);
+    generate::train_vae(generate::read_vae_run_options(base + "/parts"), true);
+    EXPECT_EQ(log_without_time(base + "/whole"), log_without_time(base + "/parts"));
+    const auto a = safetensors::load(base + "/whole/checkpoint.safetensors");
+    const auto b = safetensors::load(base + "/parts/checkpoint.safetensors");
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i) {
+        EXPECT_EQ(a.tensors[i].first, b.tensors[i].first);
+        EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
+    }
+    // The loss is finite, the log has the VAE's own columns and validation rows, the model file loads and
+    // carries a measured scale factor, and EMA state travels in the checkpoint.
+    const std::string log = read_all(base + "/whole/log.csv");
+    EXPECT_EQ(log.substr(0, log.find('\n')), "step,loss,l1_db,kl,grad_norm,lr,val_l1_db,val_kl,step_seconds");
+    EXPECT_EQ(log.find("nan"), std::string::npos);
+    EXPECT_NE(a.find("ema.encoder.conv_in.weight"), nullptr);
+    const auto vae = generate::Vae::load(base + "/whole/last.safetensors");
+    EXPECT_NE(vae.config().scale_factor, 1.0);
+    EXPECT_TRUE(fs::exists(base + "/whole/best.safetensors"));
+    EXPECT_TRUE(fs::exists(base + "/whole/curves.svg"));
+    // A fresh run over an existing one is refused.
+    EXPECT_THROW(generate::train_vae(tiny_training(base + "/whole", 6), false), Error);
+}
+
+TEST(Generate, CommandsTrainEncodeDecodeAndResynthesizeEndToEnd) {
+    const std::string dir = testutil::temp_dir("gen_cli");
+    auto r = testutil::run_cli("vae train --data " + song_cache() + " -o " + dir + "/run --steps 3 --batch 2 "
+                               "--crop-frames 32 --width 8 --channel-mult 1,2,2 --latent-channels 4 --val-every 3 "
+                               "--val-chunks 2");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string vae = dir + "/run/last.safetensors";
+    const std::string wav = testutil::golden("inputs/x12s_full_mix.wav");
+    r = testutil::run_cli("vae encode -m " + vae + " -o " + dir + " " + wav);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const npy::Array z = npy::load(dir + "/x12s_full_mix.npy");
+    EXPECT_EQ(z.shape, (std::vector<int64_t>{3, 4, 16, 128}));  // 12 s: three 5.12 s chunks
+    r = testutil::run_cli("vae decode -m " + vae + " " + dir + "/x12s_full_mix.npy -o " + dir + "/mel.npy");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(npy::load(dir + "/mel.npy").shape, (std::vector<int64_t>{64, 1536}));
+    r = testutil::run_cli("vae decode -m " + vae + " " + dir + "/x12s_full_mix.npy -o " + dir + "/dec.wav --iterations 2");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(audio::load_mono(dir + "/dec.wav").size(), 1536u * 160);
+    r = testutil::run_cli("vae export " + vae + " -o " + dir + "/half.safetensors --half");
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const std::string via : {"mel", "vae"}) {
+        r = testutil::run_cli("resynth " + wav + " -o " + dir + "/re_" + via + ".wav --via " + via + " --vae " + dir +
+                              "/half.safetensors --iterations 4 --json");
+        ASSERT_EQ(r.code, 0) << r.out;
+        EXPECT_NE(r.out.find("\"log_mel_l1_db\""), std::string::npos) << r.out;
+        EXPECT_NEAR(static_cast<double>(audio::load_mono(dir + "/re_" + via + ".wav").size()), 12 * 16000, 160);
+    }
+    // Bad input: named, exit 1.
+    std::ofstream(dir + "/junk.safetensors") << "not weights";
+    r = testutil::run_cli("vae encode -m " + dir + "/junk.safetensors -o " + dir + " " + wav);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("junk.safetensors"), std::string::npos) << r.out;
+    std::vector<float> bad(3 * 4 * 16 * 8, std::nanf(""));
+    npy::save(dir + "/nan.npy", {3, 4, 16, 8}, bad.data());
+    r = testutil::run_cli("vae decode -m " + vae + " " + dir + "/nan.npy -o " + dir + "/x.npy");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("nan.npy"), std::string::npos) << r.out;
+    r = testutil::run_cli("resynth " + dir + "/junk.safetensors -o " + dir + "/x.wav");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("junk.safetensors"), std::string::npos) << r.out;
+    // --resume keeps the run's fixed options and says so.
+    r = testutil::run_cli("vae train --resume " + dir + "/run --steps 4 --width 16");
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("--width is ignored"), std::string::npos) << r.out;
+}
