@@ -13,6 +13,8 @@
 #include "cocola/error.hpp"
 #include "cocola/features.hpp"
 #include "cocola/generate.hpp"
+#include "cocola/model.hpp"
+#include "cocola/evaluate.hpp"
 #include "generate/vae_net.hpp"
 #include "cocola/npy.hpp"
 #include "cocola/safetensors.hpp"
@@ -278,6 +280,17 @@ TEST(Generate, CommandsTrainEncodeDecodeAndResynthesizeEndToEnd) {
         EXPECT_NE(r.out.find("\"log_mel_l1_db\""), std::string::npos) << r.out;
         EXPECT_NEAR(static_cast<double>(audio::load_mono(dir + "/re_" + via + ".wav").size()), 12 * 16000, 160);
     }
+    r = testutil::run_cli("eval-resynth -m " + testutil::golden("models/cocola_mel_seed0.safetensors") + " --data " +
+                          song_cache() + " --split train --vae " + vae + " --max-batches 1 --iterations 2 --examples 1 -o " +
+                          dir + "/table");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string table = read_all(dir + "/table/reconstruction.md");
+    for (const char* row : {"original audio", "mel + griffin-lim", "vae + griffin-lim"})
+        EXPECT_NE(table.find(row), std::string::npos) << table;
+    EXPECT_TRUE(fs::exists(dir + "/table/reconstruction.json"));
+    EXPECT_TRUE(fs::exists(dir + "/table/spectrograms.svg"));
+    EXPECT_TRUE(fs::exists(dir + "/table/examples/cache_0_original.wav"));
+    EXPECT_TRUE(fs::exists(dir + "/table/examples/cache_0_vae.wav"));
     // Bad input: named, exit 1.
     std::ofstream(dir + "/junk.safetensors") << "not weights";
     r = testutil::run_cli("vae encode -m " + dir + "/junk.safetensors -o " + dir + " " + wav);
@@ -295,4 +308,55 @@ TEST(Generate, CommandsTrainEncodeDecodeAndResynthesizeEndToEnd) {
     r = testutil::run_cli("vae train --resume " + dir + "/run --steps 4 --width 16");
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("--width is ignored"), std::string::npos) << r.out;
+}
+
+TEST(Generate, ReconstructionOfTheOriginalKeepsTheEvalNumbersAndResynthesisIsMeasured) {
+    const auto judge = model::Model::load(testutil::golden("models/cocola_mel_seed0.safetensors"));
+    const data::StemCache cache(song_cache());
+    eval::EvalOptions eo;
+    eo.split = "train";
+    eo.max_batches = 2;
+    const auto plain = eval::evaluate(judge, cache, eo);
+    EXPECT_EQ(plain.batches, 2u);
+    const auto same = generate::evaluate_reconstruction(judge, cache, eo, "original audio", {}, 1);
+    EXPECT_EQ(same.k2.batch_accuracy, plain.batch_accuracy);
+    EXPECT_EQ(same.log_mel_l1, 0);
+    ASSERT_EQ(same.examples.size(), 1u);
+    EXPECT_EQ(same.examples[0].first, same.examples[0].second);
+    generate::GriffinLimOptions gl;
+    gl.iterations = 2;
+    const auto re = generate::evaluate_reconstruction(
+        judge, cache, eo, "mel + griffin-lim", [&](const std::vector<float>& x) { return generate::resynthesize(x, nullptr, gl); }, 2);
+    EXPECT_EQ(re.clips, 8u);  // 2 batches of K = 2, anchors and positives
+    EXPECT_GT(re.log_mel_l1, 0);
+    EXPECT_GT(re.mr_stft, 0);
+    ASSERT_EQ(re.examples.size(), 2u);
+    EXPECT_EQ(re.examples[0].first.size(), re.examples[0].second.size());
+    EXPECT_NE(re.examples[0].first, re.examples[0].second);
+}
+
+TEST(Generate, SpectrogramPicturesAreWellFormedPngAndSvg) {
+    const std::string dir = testutil::temp_dir("gen_pic");
+    const auto x = test_tone(32000);
+    const at::Tensor mel = generate::mel_spectrogram(x.data(), x.size());  // [64, 200]
+    generate::write_spectrogram_png(dir + "/s.png", {mel, mel});
+    const std::string png = read_all(dir + "/s.png");
+    ASSERT_GT(png.size(), 33u);
+    EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+    EXPECT_EQ(png.substr(12, 4), "IHDR");
+    auto be32 = [&](size_t at) {
+        return (static_cast<uint32_t>(static_cast<uint8_t>(png[at])) << 24) | (static_cast<uint8_t>(png[at + 1]) << 16) |
+               (static_cast<uint8_t>(png[at + 2]) << 8) | static_cast<uint8_t>(png[at + 3]);
+    };
+    EXPECT_EQ(be32(16), 200u);              // width: one pixel per frame
+    EXPECT_EQ(be32(20), 2u * 128 + 6);      // two panels of 64 bands x 2 pixels, a 6-pixel gap
+    EXPECT_EQ(png.substr(png.size() - 8, 4), "IEND");
+    // Raw rows (1 filter byte + 3 bytes per pixel) in stored deflate blocks: the IDAT length is known exactly.
+    const size_t raw = (1 + 3 * 200) * size_t{262}, blocks = (raw + 65534) / 65535;
+    EXPECT_EQ(be32(33), 2 + raw + 5 * blocks + 4);
+    generate::write_spectrogram_svg(dir + "/s.svg", {{"original <x>", mel}, {"again", mel}});
+    const std::string svg = read_all(dir + "/s.svg");
+    EXPECT_NE(svg.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);
+    EXPECT_NE(svg.find("original &lt;x&gt;"), std::string::npos);
+    EXPECT_THROW(generate::write_spectrogram_png(dir + "/bad.png", {at::zeros({3, 4})}), Error);
 }

@@ -25,6 +25,13 @@ struct EvalOptions {
     // A diagnostic, not the protocol (which is 0): Gaussian noise of this std added to every positive, as training
     // adds it, drawn per item so that the batching does not change it. Shows how much a model reads the noise floor.
     double positive_noise = 0;
+    // Applied to every rendered clip (anchors and positives) before its features, one clip at a time in row
+    // order: e.g. resynthesis through a spectrogram and a vocoder, to measure how much coherence it keeps
+    // (generate::evaluate_reconstruction). Arguments: the clip (changed in place), its samples, its protocol item,
+    // and whether it is the item's positive. Empty: the protocol as is.
+    std::function<void(float* clip, int64_t n, size_t item, bool positive)> clip_transform;
+    // > 0: only the first this many batches of the protocol (a quicker, wider-interval estimate); 0: all.
+    size_t max_batches = 0;
 };
 
 // One row of one batch: the anchor of `item` against the K positives of its batch.

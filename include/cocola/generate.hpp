@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cocola/evaluate.hpp"
 #include "cocola/train_core.hpp"
 
 namespace cocola::generate {
@@ -116,6 +117,33 @@ at::Tensor kl_divergence(const at::Tensor& mean, const at::Tensor& logvar);
 at::Tensor encode_audio(const Vae& vae, const std::vector<float>& audio);
 // Decodes latents [chunks, C, h, w] to one mel spectrogram [64, chunks * w * d] (dB).
 at::Tensor decode_to_mel(const Vae& vae, const at::Tensor& latents);
+
+// ---------------------------------------------------------------- resynthesis and what it keeps
+// Audio -> log-mel (-> VAE latents -> log-mel when `vae` is given) -> Griffin-Lim -> audio of the same length
+// (rounded down to whole 10 ms frames, the rest silent).
+std::vector<float> resynthesize(const std::vector<float>& audio, const Vae* vae, const GriffinLimOptions& gl = {});
+
+struct ReconstructionResult {
+    std::string path;                       // e.g. "mel + griffin-lim"
+    double log_mel_l1 = 0, log_mel_l1_ci95 = 0;  // dB, mean over clips and its 95% half-width
+    double mr_stft = 0, mr_stft_ci95 = 0;
+    size_t clips = 0;
+    eval::EvalResult k2;                    // the K = 2 accuracy with every sub-mix resynthesized
+    // The first few (original, resynthesized) anchor clips, for listening.
+    std::vector<std::pair<std::vector<float>, std::vector<float>>> examples;
+};
+using ResynthesisFn = std::function<std::vector<float>(const std::vector<float>&)>;
+// Runs `eo`'s K = 2 protocol on the cache with every anchor and positive passed through `resynth` (empty: the
+// original audio, distances 0), and measures each resynthesized clip against its original.
+ReconstructionResult evaluate_reconstruction(const model::Model& model, const data::StemCache& cache,
+                                             eval::EvalOptions eo, const std::string& name, const ResynthesisFn& resynth,
+                                             size_t keep_examples = 0, const eval::EvalProgress& progress = {});
+
+// A picture of log-mel spectrograms [64, T] stacked top to bottom, each titled, as an SVG holding one PNG
+// (dB from -100 to the loudest value, a perceptual colour map), written atomically.
+void write_spectrogram_svg(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& panels);
+// The same picture as a PNG (no titles).
+void write_spectrogram_png(const std::string& path, const std::vector<at::Tensor>& mels);
 
 // ---------------------------------------------------------------- training the autoencoder
 struct VaeTrainOptions {

@@ -19,6 +19,7 @@ Runner add_data_command(CLI::App& app);
 Runner add_eval_command(CLI::App& app);
 Runner add_vae_command(CLI::App& app);
 Runner add_resynth_command(CLI::App& app);
+Runner add_eval_resynth_command(CLI::App& app);
 
 // Where shipped generator weights live (models/<name>.safetensors in the source tree or next to the binary);
 // throws cocola::Error when there are none.

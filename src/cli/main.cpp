@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
         cocola::cli::add_vae_command);
     add("resynth", "Audio -> log-mel (-> VAE) -> audio, with the distance to the input",
         cocola::cli::add_resynth_command);
+    add("eval-resynth", "What resynthesis keeps: distances and the K = 2 accuracy of resynthesized sub-mixes",
+        cocola::cli::add_eval_resynth_command);
     add("plot", "Chart the training curves of one or more runs (SVG)", cocola::cli::add_plot_command);
 
     try {

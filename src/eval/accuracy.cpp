@@ -169,7 +169,7 @@ EvalResult evaluate(const model::Model& m, const data::StemCache& cache, const E
     for (bool s : plan.same_track) r.same_track_batches += s;
     // Several batches per model call: the encoder is far more efficient on dozens of windows than on K = 2.
     const size_t per_call = std::max<size_t>(1, o.items_per_call / static_cast<size_t>(o.k));
-    const size_t total = plan.batches.size();
+    const size_t total = o.max_batches > 0 ? std::min(o.max_batches, plan.batches.size()) : plan.batches.size();
     std::vector<float> audio;
     std::vector<int64_t> row_of(items.size(), -1);
     for (size_t b0 = 0; b0 < total; b0 += per_call) {
@@ -187,6 +187,8 @@ EvalResult evaluate(const model::Model& m, const data::StemCache& cache, const E
             for (long i = 0; i < static_cast<long>(n); ++i)
                 Rng(mix_seed(o.seed ^ 0x901Eu, static_cast<uint64_t>(chunk[i])))
                     .add_gaussian(audio.data() + (n + i) * L, static_cast<size_t>(L), o.positive_noise);
+        if (o.clip_transform)
+            for (size_t i = 0; i < 2 * n; ++i) o.clip_transform(audio.data() + i * L, L, chunk[i % n], i >= n);
         std::vector<const float*> clips(2 * n);
         for (size_t i = 0; i < 2 * n; ++i) clips[i] = audio.data() + i * L;
         at::Tensor feats = at::empty({static_cast<int64_t>(2 * n), C, features::kNMels, T}, at::kFloat);
