@@ -118,10 +118,89 @@ at::Tensor encode_audio(const Vae& vae, const std::vector<float>& audio);
 // Decodes latents [chunks, C, h, w] to one mel spectrogram [64, chunks * w * d] (dB).
 at::Tensor decode_to_mel(const Vae& vae, const at::Tensor& latents);
 
+// ---------------------------------------------------------------- the neural vocoder
+// A Vocos-style vocoder (Siuzdenko 2023): a ConvNeXt backbone at the frame rate (100 frames/s) predicts, per
+// frame, the magnitude and phase of an STFT (n_fft 640, hop 160), and an inverse STFT makes the audio. All its work
+// is at the frame rate, so it runs many times faster than real time on one CPU thread.
+struct VocoderConfig {
+    int channels = 256;
+    int blocks = 8;
+    int n_fft = 640;  // 4 x hop, Hann window of n_fft
+    double mel_mean = -40, mel_std = 20;  // input normalisation, measured on the training data
+};
+
+class VocoderNet;  // src/generate/vocoder.cpp
+
+class Vocoder {
+   public:
+    explicit Vocoder(const VocoderConfig& config, uint64_t seed = 0);
+    ~Vocoder();
+    Vocoder(Vocoder&&) noexcept;
+    Vocoder& operator=(Vocoder&&) noexcept;
+    // Refuses a file that is not a cocola vocoder, or has missing or mis-shaped tensors, naming the file.
+    static Vocoder load(const std::string& path);
+    void save(const std::string& path, const std::map<std::string, std::string>& extra_metadata = {},
+              bool half = false) const;
+    const VocoderConfig& config() const;
+    VocoderConfig& mutable_config();
+    void to(const at::Device& device);
+    at::Device device() const;
+    // mel dB [B, 64, T] -> audio [B, T * 160], with autograd (training).
+    at::Tensor forward(const at::Tensor& mel_db);
+    // One spectrogram [64, T] (dB) -> T * 160 samples. Eval mode, no gradients.
+    std::vector<float> vocode(const at::Tensor& mel_db) const;
+    VocoderNet& net();
+    int64_t parameter_count() const;
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Log-mel [B, 64, n / 160] (dB) of audio [B, n] with autograd: the front-end's STFT, HTK filterbank and dB on
+// tensors (float32), equal to mel_spectrograms up to float rounding. The vocoder's training target and loss.
+at::Tensor mel_spectrograms_differentiable(const at::Tensor& audio);
+// The multi-resolution STFT loss of Yamamoto et al. (spectral convergence + log-magnitude L1 at FFT sizes 512,
+// 1024, 2048), averaged over resolutions, with autograd: audio [B, n] against reference [B, n].
+at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor& reference);
+
+struct VocoderTrainOptions {
+    std::vector<std::string> caches;
+    std::string run_dir;
+    int64_t steps = 3000;
+    int batch = 8;
+    int crop_frames = 128;
+    double lr = 5e-4;
+    int64_t warmup_steps = 100;
+    std::string lr_decay = "cosine";
+    double mel_weight = 10.0;  // log-mel L1 (normalised units): what COCOLA reads, so it leads
+    double stft_weight = 1.0;  // multi-resolution STFT loss
+    double clip_grad_norm = 1.0;
+    double ema_decay = 0;
+    int channels = 256;
+    int blocks = 8;
+    int n_fft = 640;
+    uint64_t seed = 0;
+    int val_every = 100;
+    int val_chunks = 8;
+    int checkpoint_every = 50;
+    double checkpoint_minutes = 10;
+    int keep_snapshots = 3;
+    std::string device = "cpu";
+};
+void train_vocoder(VocoderTrainOptions options, bool resume, const train::RowCallback& on_row = {},
+                   const std::function<bool()>& stop = {});
+VocoderTrainOptions read_vocoder_run_options(const std::string& run_dir);
+std::vector<std::string> vocoder_fixed_on_resume_flags();
+void apply_vocoder_resumable_options(const VocoderTrainOptions& given, VocoderTrainOptions& run,
+                                     const std::function<bool(const std::string&)>& was_given);
+
 // ---------------------------------------------------------------- resynthesis and what it keeps
 // Audio -> log-mel (-> VAE latents -> log-mel when `vae` is given) -> Griffin-Lim -> audio of the same length
 // (rounded down to whole 10 ms frames, the rest silent).
-std::vector<float> resynthesize(const std::vector<float>& audio, const Vae* vae, const GriffinLimOptions& gl = {});
+// With a vocoder, it makes the audio instead of Griffin-Lim.
+std::vector<float> resynthesize(const std::vector<float>& audio, const Vae* vae, const GriffinLimOptions& gl = {},
+                                const Vocoder* vocoder = nullptr);
 
 struct ReconstructionResult {
     std::string path;                       // e.g. "mel + griffin-lim"

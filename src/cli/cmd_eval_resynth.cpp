@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
@@ -23,7 +24,7 @@ Runner add_eval_resynth_command(CLI::App& app) {
     struct Opts {
         ModelOptions model;
         std::vector<std::string> data, paths = {"original", "mel", "vae"};
-        std::string split = "test", vae, out = "resynth-eval", cache_dir = data::default_cache_dir();
+        std::string split = "test", vae, vocoder, out = "resynth-eval", cache_dir = data::default_cache_dir();
         int iterations = 32, examples = 2;
         size_t max_batches = 0;
     };
@@ -32,8 +33,9 @@ Runner add_eval_resynth_command(CLI::App& app) {
     app.add_option("--data", o->data, "Dataset roots or caches (their --split is used)")->required()->delimiter(',');
     app.add_option("--split", o->split, "Split of each dataset")->capture_default_str();
     app.add_option("--paths", o->paths, "Ways back to sound: original (no resynthesis), mel (mel + Griffin-Lim), vae "
-                                        "(VAE + Griffin-Lim)")
-        ->delimiter(',')->check(CLI::IsMember({"original", "mel", "vae"}))->capture_default_str();
+                                        "(VAE + Griffin-Lim), mel-neural and vae-neural (the neural vocoder instead)")
+        ->delimiter(',')->check(CLI::IsMember({"original", "mel", "vae", "mel-neural", "vae-neural"}))->capture_default_str();
+    app.add_option("--vocoder-model", o->vocoder, "Neural vocoder weights (default: models/vocoder_default.safetensors)");
     app.add_option("--vae", o->vae, "VAE weights for the vae path (default: models/vae_default.safetensors)");
     app.add_option("--iterations", o->iterations, "Griffin-Lim iterations")->capture_default_str()->check(CLI::Range(0, 10000));
     app.add_option("--max-batches", o->max_batches, "Only the first N K = 2 batches of each split (0: all; fewer is "
@@ -47,8 +49,14 @@ Runner add_eval_resynth_command(CLI::App& app) {
         namespace fs = std::filesystem;
         const model::Model judge = o->model.load_model();
         std::unique_ptr<generate::Vae> vae;
-        for (const auto& p : o->paths)
-            if (p == "vae") vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae));
+        std::unique_ptr<generate::Vocoder> neural;
+        for (const auto& p : o->paths) {
+            if ((p == "vae" || p == "vae-neural") && !vae)
+                vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae));
+            if ((p == "mel-neural" || p == "vae-neural") && !neural)
+                neural = std::make_unique<generate::Vocoder>(generate::Vocoder::load(
+                    o->vocoder.empty() ? default_generator_path("vocoder_default") : o->vocoder));
+        }
         fs::create_directories(o->out + "/examples");
         generate::GriffinLimOptions gl;
         gl.iterations = o->iterations;
@@ -66,10 +74,18 @@ Runner add_eval_resynth_command(CLI::App& app) {
             eo.split = o->split;
             eo.max_batches = o->max_batches;
             for (const auto& p : o->paths) {
-                const std::string name = p == "original" ? "original audio" : p == "mel" ? "mel + griffin-lim" : "vae + griffin-lim";
+                const std::map<std::string, std::string> names = {{"original", "original audio"},
+                                                                  {"mel", "mel + griffin-lim"},
+                                                                  {"vae", "vae + griffin-lim"},
+                                                                  {"mel-neural", "mel + neural vocoder"},
+                                                                  {"vae-neural", "vae + neural vocoder"}};
+                const std::string name = names.at(p);
                 generate::ResynthesisFn fn;
-                if (p == "mel") fn = [&](const std::vector<float>& x) { return generate::resynthesize(x, nullptr, gl); };
-                if (p == "vae") fn = [&](const std::vector<float>& x) { return generate::resynthesize(x, vae.get(), gl); };
+                if (p != "original") {
+                    const generate::Vae* through = p.rfind("vae", 0) == 0 ? vae.get() : nullptr;
+                    const generate::Vocoder* voc = p.size() > 7 && p.substr(p.size() - 7) == "-neural" ? neural.get() : nullptr;
+                    fn = [&gl, through, voc](const std::vector<float>& x) { return generate::resynthesize(x, through, gl, voc); };
+                }
                 Progress bar(set + " " + p, 1);
                 const auto r = generate::evaluate_reconstruction(judge, cache, eo, name, fn, static_cast<size_t>(o->examples),
                                                                  [&](size_t done, size_t total) {

@@ -11,7 +11,7 @@ namespace cocola::cli {
 
 Runner add_resynth_command(CLI::App& app) {
     struct Opts {
-        std::string in, out, via = "mel", vae, vocoder = "griffin-lim";
+        std::string in, out, via = "mel", vae, vocoder = "griffin-lim", vocoder_model;
         int iterations = 32;
         uint64_t seed = 0;
         bool json = false;
@@ -22,8 +22,10 @@ Runner add_resynth_command(CLI::App& app) {
     app.add_option("--via", o->via, "mel: the log-mel spectrogram only; vae: through the autoencoder's latents too")
         ->check(CLI::IsMember({"mel", "vae"}))->capture_default_str();
     app.add_option("--vae", o->vae, "VAE weights for --via vae (default: models/vae_default.safetensors)");
-    app.add_option("--vocoder", o->vocoder, "Spectrogram to audio: griffin-lim (no weights)")
-        ->check(CLI::IsMember({"griffin-lim"}))->capture_default_str();
+    app.add_option("--vocoder", o->vocoder, "Spectrogram to audio: griffin-lim (no weights) or neural")
+        ->check(CLI::IsMember({"griffin-lim", "neural"}))->capture_default_str();
+    app.add_option("--vocoder-model", o->vocoder_model, "Weights of the neural vocoder (default: "
+                                                        "models/vocoder_default.safetensors)");
     app.add_option("--iterations", o->iterations, "Griffin-Lim iterations")->capture_default_str()->check(CLI::Range(0, 10000));
     app.add_option("--seed", o->seed, "Seed of Griffin-Lim's initial phases")->capture_default_str();
     app.add_flag("--json", o->json, "Print the distances as JSON");
@@ -41,7 +43,11 @@ Runner add_resynth_command(CLI::App& app) {
         generate::GriffinLimOptions g;
         g.iterations = o->iterations;
         g.seed = o->seed;
-        const auto y = generate::griffin_lim(mel, g);
+        std::unique_ptr<generate::Vocoder> neural;
+        if (o->vocoder == "neural")
+            neural = std::make_unique<generate::Vocoder>(generate::Vocoder::load(
+                o->vocoder_model.empty() ? default_generator_path("vocoder_default") : o->vocoder_model));
+        const auto y = neural ? neural->vocode(mel) : generate::griffin_lim(mel, g);
         audio::write_wav(o->out, y);
         const size_t n = std::min(x.size(), y.size());
         const double l1 = generate::log_mel_l1(x.data(), y.data(), n);

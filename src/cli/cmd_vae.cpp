@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "cli/generator_training.hpp"
 #include "cli/progress.hpp"
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
@@ -14,9 +15,6 @@
 
 namespace cocola::cli {
 namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
 
 bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -81,43 +79,12 @@ Runner add_vae_train(CLI::App& app) {
             if (o->data.empty()) throw Error("--data is required (dataset roots or caches)");
             if (t.run_dir.empty()) throw Error("-o/--out RUN_DIR is required");
             t.mid_attention = !o->no_attention;
-            for (const auto& d : o->data) {
-                Progress bar("index " + d, 1);
-                t.caches.push_back(std::filesystem::absolute(data::ensure_cache(
-                    d, o->cache_dir, [&](size_t done, size_t total, const std::string&) {
-                        bar.set_total(total);
-                        bar.update(done);
-                    })).string());
-                bar.finish();
-            }
+            t.caches = index_sources(o->data, o->cache_dir);
         }
-        std::signal(SIGINT, on_signal);
-        std::signal(SIGTERM, on_signal);
-        Progress bar("vae", static_cast<size_t>(t.steps));
-        bool first = true;
-        double l1_avg = -1;
-        std::string last_val;
-        generate::train_vae(
-            t, resume,
-            [&](const train::Metrics& row, int64_t) {
-                const auto step = static_cast<size_t>(row.at("step"));
-                if (first) bar.resume_from(step), first = false;  // the rate counts from here
-                l1_avg = l1_avg < 0 ? row.at("l1_db") : 0.95 * l1_avg + 0.05 * row.at("l1_db");
-                char buf[160];
-                if (row.count("val_l1_db")) {
-                    std::snprintf(buf, sizeof(buf), " val L1 %.2f dB", row.at("val_l1_db"));
-                    last_val = buf;
-                    bar.message("step " + std::to_string(step) + ":" + last_val);
-                }
-                std::snprintf(buf, sizeof(buf), "L1 %.2f dB KL %.3g (%.2f s/step)%s", l1_avg, row.at("kl"),
-                              row.at("step_seconds"), last_val.c_str());
-                bar.set_suffix(buf);
-                bar.update(step);
-            },
-            [] { return g_stop != 0; });
-        bar.finish();
-        std::cout << "run: " << t.run_dir << " (last.safetensors, best.safetensors, log.csv, curves.svg)\n";
-        return g_stop ? 130 : 0;
+        return run_generator_training("vae", t.steps, t.run_dir, "l1_db", "val_l1_db", " dB",
+                                      [&](const train::RowCallback& row, const std::function<bool()>& stop) {
+                                          generate::train_vae(t, resume, row, stop);
+                                      });
     };
 }
 

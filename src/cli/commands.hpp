@@ -18,6 +18,7 @@ Runner add_synth_command(CLI::App& app);
 Runner add_data_command(CLI::App& app);
 Runner add_eval_command(CLI::App& app);
 Runner add_vae_command(CLI::App& app);
+Runner add_vocoder_command(CLI::App& app);
 Runner add_resynth_command(CLI::App& app);
 Runner add_eval_resynth_command(CLI::App& app);
 

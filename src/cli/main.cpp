@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     add("train", "Train COCOLA contrastively on stem datasets (resumable)", cocola::cli::add_train_command);
     add("vae", "The generator's mel autoencoder: train, encode audio to latents, decode latents",
         cocola::cli::add_vae_command);
+    add("vocoder", "The generator's neural vocoder (log-mel -> audio): train, export", cocola::cli::add_vocoder_command);
     add("resynth", "Audio -> log-mel (-> VAE) -> audio, with the distance to the input",
         cocola::cli::add_resynth_command);
     add("eval-resynth", "What resynthesis keeps: distances and the K = 2 accuracy of resynthesized sub-mixes",

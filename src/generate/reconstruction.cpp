@@ -7,12 +7,13 @@
 
 namespace cocola::generate {
 
-std::vector<float> resynthesize(const std::vector<float>& audio, const Vae* vae, const GriffinLimOptions& gl) {
+std::vector<float> resynthesize(const std::vector<float>& audio, const Vae* vae, const GriffinLimOptions& gl,
+                                const Vocoder* vocoder) {
     const int64_t frames = static_cast<int64_t>(audio.size()) / kHopSamples;
     if (frames < 8) throw Error("resynthesis: a clip of " + std::to_string(audio.size()) + " samples is too short");
     at::Tensor mel = mel_spectrogram(audio.data(), static_cast<size_t>(frames * kHopSamples));
     if (vae) mel = decode_to_mel(*vae, encode_audio(*vae, audio)).slice(1, 0, frames).contiguous();
-    std::vector<float> out = griffin_lim(mel, gl);
+    std::vector<float> out = vocoder ? vocoder->vocode(mel) : griffin_lim(mel, gl);
     out.resize(audio.size(), 0.0f);
     return out;
 }

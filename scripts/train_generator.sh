@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Trains one of the generator's models on the training split of the procedural demo songs, or continues its run
+# where it stopped; with INSTALL=1 it ships the run's best weights as models/<model>_default.safetensors (float16)
+# with a model card models/<MODEL>.md.
+#
+#   bash scripts/train_generator.sh vae|vocoder                    # start, or resume (Ctrl-C stops safely)
+#   INSTALL=1 TRAIN=0 bash scripts/train_generator.sh vae|vocoder  # ship what the run has so far
+#
+# Environment: RUN (run folder, default runs/<model>), DATA (where the songs go, default data), STEPS (total steps,
+# default 4000; given again on a resume it lengthens the run), THREADS (CPU threads, default all), DEVICE (cpu or
+# cuda), TRAIN (0: skip training), INSTALL (1: ship), CARD_NOTE (text added to the card).
+# Only songs this project makes train them: the demo set's train split (seed 0, 240 songs of 30 s); its test split
+# and every openttd-openmsx song are held out, for the reconstruction table in docs/generation.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-}
+case $WHAT in
+  # Width 32 with multipliers 1,2,4 (3.4M parameters, 8 x 16 x 128 latents per 5.12 s chunk), 1.28 s crops (the
+  # model is convolutional: crops train ~4x more steps per hour than whole chunks), Adam 2e-4 with a short warm-up
+  # and a cosine decay, gradients clipped at 1, a small KL weight (AudioLDM's autoencoders use 1e-6 on sums).
+  vae) ARGS=(--width 32 --channel-mult 1,2,4 --latent-channels 8 --batch 8 --crop-frames 128 --lr 2e-4 --warmup 100
+             --lr-decay cosine --kl-weight 1e-5 --clip-grad-norm 1 --val-every 250 --val-chunks 16
+             --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 4 --seed 0)
+       TITLE="the generator's mel autoencoder"
+       ABOUT="KL autoencoder of COCOLA's log-mel spectrogram (16 kHz, hop 160, 64 bands in dB): a 5.12 s chunk (64 x 512) <-> latents 8 x 16 x 128, scaled to unit variance on training crops (the factor is in the file's config)." ;;
+  # A Vocos-style vocoder: width 256, 8 ConvNeXt blocks at the frame rate, inverse STFT of 640 points; AdamW 5e-4,
+  # log-mel L1 (weight 10, in units of the spectrogram's spread) plus the multi-resolution STFT loss, no adversary.
+  vocoder) ARGS=(--width 256 --blocks 8 --n-fft 640 --batch 8 --crop-frames 128 --lr 5e-4 --warmup 100
+                 --lr-decay cosine --mel-weight 10 --stft-weight 1 --clip-grad-norm 1 --val-every 250 --val-chunks 16
+                 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 4 --seed 0)
+       TITLE="the generator's neural vocoder"
+       ABOUT="Vocos-style vocoder: log-mel (64 bands, hop 160) -> ConvNeXt at 100 frames/s -> STFT magnitude and phase (n_fft 640) -> inverse STFT at 16 kHz." ;;
+  *) echo "usage: bash scripts/train_generator.sh vae|vocoder" >&2; exit 2 ;;
+esac
+bash scripts/setup.sh
+COCOLA=./build/cocola
+RUN=${RUN:-runs/$WHAT}
+DATA=${DATA:-data}
+STEPS=${STEPS:-4000}
+DEVICE=${DEVICE:-cpu}
+THREADS=${THREADS:-0}
+
+if [[ ${TRAIN:-1} != 0 ]]; then
+  echo "== data: procedural demo songs (complete tracks are skipped)"
+  $COCOLA synth --demo -o "$DATA/demo"
+  if [[ -f $RUN/checkpoint.safetensors ]]; then
+    echo "== resuming $RUN to step $STEPS"
+    $COCOLA --threads "$THREADS" "$WHAT" train --resume "$RUN" --steps "$STEPS" --device "$DEVICE"
+  else
+    echo "== training $RUN ($STEPS steps)"
+    $COCOLA --threads "$THREADS" "$WHAT" train --data "$DATA/demo" -o "$RUN" --steps "$STEPS" --device "$DEVICE" "${ARGS[@]}"
+  fi
+fi
+
+if [[ ${INSTALL:-0} == 1 ]]; then
+  MODEL=$RUN/best.safetensors
+  [[ -f $MODEL ]] || MODEL=$RUN/last.safetensors
+  echo "== shipping $MODEL"
+  mkdir -p models
+  $COCOLA "$WHAT" export "$MODEL" -o "models/${WHAT}_default.safetensors" --half
+  CARD=models/$(echo "$WHAT" | tr a-z A-Z).md
+  STEP=$(tail -n 1 "$RUN/log.csv" | cut -d, -f1)
+  BEST=$(/usr/bin/python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; m=json.loads(f.read(n))['__metadata__']; print(m.get('step', '?'))" "$MODEL")
+  {
+    echo "# ${WHAT}_default.safetensors: $TITLE"
+    echo
+    echo "$ABOUT"
+    echo
+    echo "- Trained by: \`bash scripts/train_generator.sh $WHAT\` (run folder \`$(basename "$RUN")\`, $STEP steps of $STEPS;"
+    echo "  shipped: the best validation checkpoint, step $BEST, as float16)."
+    echo "- Command: \`cocola $WHAT train --data data/demo -o runs/$WHAT --steps $STEPS ${ARGS[*]}\`"
+    echo "- Data: \`cocola synth --demo -o data/demo\`, its train split only (procedural songs, seed 0)."
+    echo "- Hardware: $DEVICE$( [[ $DEVICE == cpu ]] && echo ", $(nproc) cores")."
+    echo "- Wall time of the training steps: $(awk -F, 'NR>1 {s += $NF} END {printf "%.2f h", s / 3600}' "$RUN/log.csv")."
+    echo "- Validation (16 fixed 5.12 s chunks of the valid split), last rows of log.csv:"
+    echo
+    echo '```'
+    head -n 1 "$RUN/log.csv"
+    awk -F, 'NR>1 && $7 != ""' "$RUN/log.csv" | tail -n 3
+    echo '```'
+    echo
+    echo "- Config (in the file's metadata): $(/usr/bin/python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; print(json.loads(f.read(n))['__metadata__']['config'])" "models/${WHAT}_default.safetensors")"
+    if [[ -n ${CARD_NOTE:-} ]]; then echo; echo "$CARD_NOTE"; fi
+    echo
+    echo "Reconstruction numbers on held-out songs: docs/generation.md."
+  } > "$CARD"
+  echo "models/${WHAT}_default.safetensors, $CARD"
+fi

@@ -1,0 +1,199 @@
+// The Vocos-style neural vocoder (generate.hpp): ConvNeXt blocks at the frame rate -> STFT magnitude and phase ->
+// inverse STFT. Also the differentiable log-mel and multi-resolution STFT loss it trains with.
+#include <torch/torch.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "cocola/error.hpp"
+#include "cocola/features.hpp"
+#include "cocola/generate.hpp"
+#include "cocola/safetensors.hpp"
+#include "generate/vocoder_net.hpp"
+
+namespace cocola::generate {
+
+// ---------------------------------------------------------------- the Vocoder
+
+namespace {
+
+const char* kFormat = "cocola vocoder";
+
+nlohmann::json config_json(const VocoderConfig& c) {
+    return {{"channels", c.channels}, {"blocks", c.blocks}, {"n_fft", c.n_fft}, {"mel_mean", c.mel_mean}, {"mel_std", c.mel_std}};
+}
+
+void check_config(const VocoderConfig& c, const std::string& where) {
+    auto bad = [&](const std::string& what) { throw Error(where + ": " + what); };
+    if (c.channels < 1 || c.channels > 4096) bad("channels must be in [1, 4096]");
+    if (c.blocks < 1 || c.blocks > 64) bad("blocks must be in [1, 64]");
+    if (c.n_fft < 2 * kHopSamples || c.n_fft > 4096 || c.n_fft % 2) bad("n_fft must be even, in [320, 4096]");
+    if (!(std::isfinite(c.mel_mean) && std::isfinite(c.mel_std) && c.mel_std > 0)) bad("mel_std must be > 0");
+}
+
+std::string shape_text(at::IntArrayRef s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+}
+
+at::Tensor hann(int64_t n, const at::Tensor& like) {
+    return at::hann_window(n, at::TensorOptions().dtype(at::kFloat).device(like.device()));
+}
+
+}  // namespace
+
+struct Vocoder::Impl {
+    VocoderConfig config;
+    std::shared_ptr<VocoderNet> net;
+    at::Device device = at::kCPU;
+};
+
+Vocoder::Vocoder(const VocoderConfig& config, uint64_t seed) : impl_(std::make_unique<Impl>()) {
+    check_config(config, "vocoder config");
+    impl_->config = config;
+    at::manual_seed(seed);
+    impl_->net = std::make_shared<VocoderNet>(config);
+}
+Vocoder::~Vocoder() = default;
+Vocoder::Vocoder(Vocoder&&) noexcept = default;
+Vocoder& Vocoder::operator=(Vocoder&&) noexcept = default;
+const VocoderConfig& Vocoder::config() const { return impl_->config; }
+VocoderConfig& Vocoder::mutable_config() { return impl_->config; }
+VocoderNet& Vocoder::net() { return *impl_->net; }
+at::Device Vocoder::device() const { return impl_->device; }
+void Vocoder::to(const at::Device& d) {
+    impl_->net->to(d);
+    impl_->device = d;
+}
+int64_t Vocoder::parameter_count() const {
+    int64_t n = 0;
+    for (const auto& p : impl_->net->parameters()) n += p.numel();
+    return n;
+}
+
+at::Tensor Vocoder::forward(const at::Tensor& mel_db) {
+    if (mel_db.dim() != 3 || mel_db.size(1) != kMelBands || mel_db.size(2) < 2)
+        throw Error("vocoder: expected log-mel spectrograms [B, 64, T], got " + shape_text(mel_db.sizes()));
+    const VocoderConfig& c = impl_->config;
+    const int64_t T = mel_db.size(2);
+    // T frames centred on samples 0, 160, ... make T * 160 samples once a last frame closes the final hop: the
+    // spectrogram dropped the front-end's half-padded last frame, so the last one is repeated.
+    const at::Tensor x = (at::cat({mel_db, mel_db.slice(2, T - 1, T)}, 2) - c.mel_mean) / c.mel_std;
+    at::Tensor log_mag, phase;
+    impl_->net->forward(x, log_mag, phase);
+    const at::Tensor mag = at::exp(log_mag.clamp_max(std::log(100.0)));
+    const at::Tensor spec = at::complex(mag * at::cos(phase), mag * at::sin(phase));
+    return at::istft(spec, c.n_fft, kHopSamples, c.n_fft, hann(c.n_fft, spec), /*center=*/true, /*normalized=*/false,
+                     /*onesided=*/true, T * kHopSamples, /*return_complex=*/false);
+}
+
+std::vector<float> Vocoder::vocode(const at::Tensor& mel_db) const {
+    if (mel_db.dim() != 2 || mel_db.size(0) != kMelBands) throw Error("vocoder: expected a log-mel spectrogram [64, T]");
+    if (!at::isfinite(mel_db).all().item<bool>()) throw Error("vocoder: the spectrogram holds NaN or Inf");
+    torch::NoGradGuard no_grad;
+    const bool was_training = impl_->net->is_training();
+    impl_->net->eval();
+    const at::Tensor y = const_cast<Vocoder*>(this)->forward(mel_db.to(impl_->device, at::kFloat).unsqueeze(0))[0].cpu().contiguous();
+    if (was_training) impl_->net->train();
+    return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+}
+
+void Vocoder::save(const std::string& path, const std::map<std::string, std::string>& extra, bool half) const {
+    std::vector<std::pair<std::string, at::Tensor>> state;
+    for (const auto& p : impl_->net->named_parameters())
+        state.emplace_back(p.key(), half ? p.value().detach().to(at::kHalf) : p.value().detach());
+    std::map<std::string, std::string> meta = extra;
+    meta["format"] = kFormat;
+    meta["config"] = config_json(impl_->config).dump();
+    safetensors::save(path, state, meta);
+}
+
+Vocoder Vocoder::load(const std::string& path) {
+    const auto f = safetensors::load(path);
+    const auto fmt = f.metadata.find("format");
+    if (fmt == f.metadata.end() || fmt->second != kFormat)
+        throw Error(path + ": not a cocola vocoder (its metadata has no \"format\": \"cocola vocoder\")");
+    VocoderConfig c;
+    try {
+        const auto j = nlohmann::json::parse(f.metadata.at("config"));
+        c.channels = j.at("channels");
+        c.blocks = j.at("blocks");
+        c.n_fft = j.at("n_fft");
+        c.mel_mean = j.at("mel_mean");
+        c.mel_std = j.at("mel_std");
+    } catch (const std::exception& e) {
+        throw Error(path + ": malformed vocoder config in its metadata (" + e.what() + ")");
+    }
+    check_config(c, path);
+    Vocoder v(c);
+    std::map<std::string, const at::Tensor*> in_file;
+    for (const auto& [n, t] : f.tensors) in_file[n] = &t;
+    std::vector<std::string> problems;
+    torch::NoGradGuard no_grad;
+    for (auto& p : v.impl_->net->named_parameters()) {
+        const auto it = in_file.find(p.key());
+        if (it == in_file.end()) {
+            problems.push_back("missing tensor " + p.key() + " " + shape_text(p.value().sizes()));
+            continue;
+        }
+        if (it->second->sizes() != p.value().sizes())
+            problems.push_back("tensor " + p.key() + " is " + shape_text(it->second->sizes()) + ", expected " +
+                               shape_text(p.value().sizes()));
+        else if (!at::isfinite(*it->second).all().item<bool>())
+            problems.push_back("tensor " + p.key() + " holds NaN or Inf");
+        else
+            p.value().copy_(*it->second);
+        in_file.erase(it);
+    }
+    for (const auto& [n, t] : in_file) problems.push_back("unexpected tensor " + n + " " + shape_text(t->sizes()));
+    if (!problems.empty()) {
+        std::string msg = path + ": not a vocoder of its config:";
+        for (size_t i = 0; i < problems.size() && i < 8; ++i) msg += "\n  " + problems[i];
+        if (problems.size() > 8) msg += "\n  ... " + std::to_string(problems.size() - 8) + " more";
+        throw Error(msg);
+    }
+    return v;
+}
+
+// ---------------------------------------------------------------- differentiable measures
+
+namespace {
+const at::Tensor& mel_filterbank_float() {
+    static std::once_flag once;
+    static at::Tensor fb;
+    std::call_once(once, [] {
+        const auto v = features::htk_mel_filterbank();
+        fb = at::from_blob(const_cast<double*>(v.data()), {kMelBands, features::kNBins}, at::kDouble).to(at::kFloat);
+    });
+    return fb;
+}
+
+// |STFT|^2 [B, bins, frames] with autograd safe at zero (no square root).
+at::Tensor power(const at::Tensor& audio, int64_t n_fft, int64_t hop, int64_t win) {
+    const at::Tensor s = at::stft(audio, n_fft, hop, win, hann(win, audio), /*center=*/true, "reflect",
+                                  /*normalized=*/false, /*onesided=*/true, /*return_complex=*/true);
+    return at::view_as_real(s).pow(2).sum(-1);
+}
+}  // namespace
+
+at::Tensor mel_spectrograms_differentiable(const at::Tensor& audio) {
+    if (audio.dim() != 2) throw Error("mel spectrograms: expected audio [B, n]");
+    const int64_t frames = audio.size(1) / kHopSamples;
+    const at::Tensor p = power(audio, features::kNFft, kHopSamples, features::kWinLength);  // [B, 513, frames + 1]
+    const at::Tensor mel = at::matmul(mel_filterbank_float().to(audio.device()), p);
+    return (10 * at::log10(mel.clamp_min(1e-10))).slice(2, 0, frames);
+}
+
+at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor& reference) {
+    at::Tensor total = at::zeros({}, audio.options());
+    const int64_t sizes[][2] = {{512, 128}, {1024, 256}, {2048, 512}};
+    for (const auto& [fft, hop] : sizes) {
+        const at::Tensor X = power(reference, fft, hop, fft).clamp_min(1e-7).sqrt();
+        const at::Tensor Y = power(audio, fft, hop, fft).clamp_min(1e-7).sqrt();
+        total = total + (X - Y).norm() / X.norm().clamp_min(1e-7) + (X.log() - Y.log()).abs().mean();
+    }
+    return total / 3;
+}
+
+}  // namespace cocola::generate
