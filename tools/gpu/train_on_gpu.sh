@@ -16,6 +16,10 @@
 # (--windows-per-track 2: section 14).
 # Since then the features of training windows are computed on the GPU (--feature-path auto): not yet measured
 # there; the log's feature_seconds column tells.
+# MODEL=vae or MODEL=vocoder trains one of the generator's models instead (cocola vae|vocoder train on the demo
+# songs, GEN_ARGS, default: scripts/train_generator.sh's recipe at a constant rate, since the run ends on the
+# clock): its best, last and checkpoint files come back, so the run can continue on the CPU (copy the run folder;
+# its options.json names the cache by absolute path, which must then exist: re-run `cocola data index`).
 set -uo pipefail
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
 R=$PWD; D=$R/.dev; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -69,6 +73,23 @@ echo "== [$(el)s] data rendered; training on $DATA"
 # With CLEAN_AT, stage 1 stops CLEAN_AT s after the start and stage 2 (scripts/train_default.sh's: a lower rate, W
 # at a tenth of it, docs/training.md section 11; without its cosine decay, since this stage ends on the clock,
 # not at --steps) continues from its last weights until STOP_AT; its models come back.
+MODEL=${MODEL:-cocola}
+if [ "$MODEL" = vae ] || [ "$MODEL" = vocoder ]; then
+  case $MODEL in
+    vae) GEN_ARGS=${GEN_ARGS:---steps 1000000 --width 32 --channel-mult 1,2,4 --latent-channels 8 --batch 32 --crop-frames 128 --lr 2e-4 --warmup 100 --lr-decay none --kl-weight 1e-5 --clip-grad-norm 1 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0} ;;
+    vocoder) GEN_ARGS=${GEN_ARGS:---steps 1000000 --width 256 --blocks 8 --n-fft 640 --batch 32 --crop-frames 128 --lr 5e-4 --warmup 100 --lr-decay none --mel-weight 10 --stft-weight 1 --clip-grad-norm 1 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0} ;;
+  esac
+  B=$((STOP_AT - $(el)))
+  [ $B -gt 60 ] || { echo "== no time left to train ($B s)"; exit 1; }
+  echo "== [$(el)s] $MODEL training for at most $B s: $GEN_ARGS"
+  timeout -s INT $B "$C" --threads "$(nproc)" $MODEL train --data $SONGS -o runs/gpu-$MODEL --device cuda $GEN_ARGS > $L/train.log 2>&1
+  echo "== [$(el)s] train exit $?"
+  RD=runs/gpu-$MODEL
+  awk -F, 'NR == 1 || $7 != ""' $RD/log.csv; tail -1 $RD/log.csv
+  cp $RD/log.csv $RD/options.json $RD/curves.svg $L/ 2>/dev/null
+  for m in best last checkpoint; do [ -f $RD/$m.safetensors ] && split -b 15M -d $RD/$m.safetensors "$OUT"/$MODEL-$m.part; done
+  ls -la "$OUT"; echo "== [$(el)s] done"; exit 0
+fi
 END1=${CLEAN_AT:-$STOP_AT}
 B=$((END1 - $(el)))
 [ $B -gt 60 ] || { echo "== no time left to train ($B s)"; exit 1; }
