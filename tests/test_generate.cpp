@@ -211,7 +211,7 @@ TEST(Generate, VaeWeightsAreWrittenAndReadBackBitIdenticallyAndBadFilesAreRefuse
     std::ofstream(dir + "/cut.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() - 100);
     refused(dir + "/cut.safetensors", "");
     // Another kind of model.
-    refused(testutil::golden("models/cocola_mel_seed0.safetensors"), "not a cocola VAE");
+    refused(testutil::golden("models/cocola_mel_seed0.safetensors"), "not a cocola vae");
     // The right format, the wrong tensors for its config.
     auto f = safetensors::load(dir + "/v.safetensors");
     f.tensors.pop_back();

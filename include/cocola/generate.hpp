@@ -118,6 +118,29 @@ at::Tensor encode_audio(const Vae& vae, const std::vector<float>& audio);
 // Decodes latents [chunks, C, h, w] to one mel spectrogram [64, chunks * w * d] (dB).
 at::Tensor decode_to_mel(const Vae& vae, const at::Tensor& latents);
 
+// ---------------------------------------------------------------- training a generator's model
+// What every generator's training shares (the VAE's and the vocoder's options extend it): data, run folder,
+// length, rate schedule, clipping, EMA, validation and checkpoint cadence.
+struct GeneratorTraining {
+    std::vector<std::string> caches;  // stem caches (cocola data index); examples are random sub-mixes of "train"
+    std::string run_dir;
+    int64_t steps = 2000;
+    int batch = 8;
+    int crop_frames = 128;    // training crops (the models are convolutional; whole chunks at use)
+    double lr = 1e-4;
+    int64_t warmup_steps = 100;
+    std::string lr_decay = "cosine";
+    double clip_grad_norm = 1.0;
+    double ema_decay = 0;     // > 0: the model files hold the moving average of the weights
+    uint64_t seed = 0;
+    int val_every = 100;
+    int val_chunks = 16;      // fixed 5.12 s validation chunks of the valid (or test) split
+    int checkpoint_every = 50;
+    double checkpoint_minutes = 10;
+    int keep_snapshots = 3;
+    std::string device = "cpu";
+};
+
 // ---------------------------------------------------------------- the neural vocoder
 // A Vocos-style vocoder (Siuzdenko 2023): a ConvNeXt backbone at the frame rate (100 frames/s) predicts, per
 // frame, the magnitude and phase of an STFT (n_fft 640, hop 160), and an inverse STFT makes the audio. All its work
@@ -164,29 +187,16 @@ at::Tensor mel_spectrograms_differentiable(const at::Tensor& audio);
 // 1024, 2048), averaged over resolutions, with autograd: audio [B, n] against reference [B, n].
 at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor& reference);
 
-struct VocoderTrainOptions {
-    std::vector<std::string> caches;
-    std::string run_dir;
-    int64_t steps = 3000;
-    int batch = 8;
-    int crop_frames = 128;
-    double lr = 5e-4;
-    int64_t warmup_steps = 100;
-    std::string lr_decay = "cosine";
+struct VocoderTrainOptions : GeneratorTraining {
     double mel_weight = 10.0;  // log-mel L1 (normalised units): what COCOLA reads, so it leads
     double stft_weight = 1.0;  // multi-resolution STFT loss
-    double clip_grad_norm = 1.0;
-    double ema_decay = 0;
     int channels = 256;
     int blocks = 8;
     int n_fft = 640;
-    uint64_t seed = 0;
-    int val_every = 100;
-    int val_chunks = 8;
-    int checkpoint_every = 50;
-    double checkpoint_minutes = 10;
-    int keep_snapshots = 3;
-    std::string device = "cpu";
+    VocoderTrainOptions() {
+        steps = 3000;
+        lr = 5e-4;
+    }
 };
 void train_vocoder(VocoderTrainOptions options, bool resume, const train::RowCallback& on_row = {},
                    const std::function<bool()>& stop = {});
@@ -225,30 +235,13 @@ void write_spectrogram_svg(const std::string& path, const std::vector<std::pair<
 void write_spectrogram_png(const std::string& path, const std::vector<at::Tensor>& mels);
 
 // ---------------------------------------------------------------- training the autoencoder
-struct VaeTrainOptions {
-    std::vector<std::string> caches;  // stem caches (cocola data index); examples are random sub-mixes
-    std::string run_dir;
-    int64_t steps = 2000;
-    int batch = 8;
-    int crop_frames = 128;    // training crops (the model is convolutional; chunks of 512 frames at use)
-    double lr = 1e-4;
-    int64_t warmup_steps = 100;
-    std::string lr_decay = "cosine";
+struct VaeTrainOptions : GeneratorTraining {
     double kl_weight = 1e-5;  // per input element, against the L1 of the normalised spectrogram
-    double clip_grad_norm = 1.0;
-    double ema_decay = 0;     // > 0: the model files hold the moving average of the weights
     int base_channels = 32;
     std::vector<int> channel_mult = {1, 2, 4};
     int res_blocks = 1;
     int latent_channels = 8;
     bool mid_attention = true;
-    uint64_t seed = 0;
-    int val_every = 100;
-    int val_chunks = 16;       // validation crops of the valid (or test) split, fixed
-    int checkpoint_every = 50;
-    double checkpoint_minutes = 10;
-    int keep_snapshots = 3;
-    std::string device = "cpu";
 };
 
 // Trains the autoencoder from scratch in run_dir, or continues the run there exactly where its checkpoint

@@ -1,6 +1,8 @@
 // The mel autoencoder: modules (vae_net.hpp), the Vae class (encode, decode, files) and audio <-> latents.
 #include "generate/vae_net.hpp"
 
+#include "generate/generator_training.hpp"
+
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -154,12 +156,6 @@ VaeConfig config_from_json(const nlohmann::json& j) {
     return c;
 }
 
-std::string shape_text(at::IntArrayRef s) {
-    std::string out = "[";
-    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-    return out + "]";
-}
-
 }  // namespace
 
 struct Vae::Impl {
@@ -194,54 +190,21 @@ int64_t Vae::parameter_count() const {
 }
 
 void Vae::save(const std::string& path, const std::map<std::string, std::string>& extra, bool half) const {
-    std::vector<std::pair<std::string, at::Tensor>> state;
-    for (const auto& p : impl_->net->named_parameters())
-        state.emplace_back(p.key(), half ? p.value().detach().to(at::kHalf) : p.value().detach());
-    std::map<std::string, std::string> meta = extra;
-    meta["format"] = kFormat;
-    meta["config"] = config_json(impl_->config).dump();
-    safetensors::save(path, state, meta);
+    save_module(*impl_->net, path, kFormat, config_json(impl_->config), extra, half);
 }
 
 Vae Vae::load(const std::string& path) {
     const auto f = safetensors::load(path);
-    const auto fmt = f.metadata.find("format");
-    if (fmt == f.metadata.end() || fmt->second != kFormat)
-        throw Error(path + ": not a cocola VAE (its metadata has no \"format\": \"cocola vae\")");
+    const auto j = module_config(f, path, kFormat, "VAE");
     VaeConfig c;
     try {
-        c = config_from_json(nlohmann::json::parse(f.metadata.at("config")));
+        c = config_from_json(j);
     } catch (const std::exception& e) {
         throw Error(path + ": malformed VAE config in its metadata (" + e.what() + ")");
     }
     check_config(c, path);
     Vae vae(c);
-    std::vector<std::string> problems;
-    std::map<std::string, const at::Tensor*> in_file;
-    for (const auto& [n, t] : f.tensors) in_file[n] = &t;
-    torch::NoGradGuard no_grad;
-    for (auto& p : vae.impl_->net->named_parameters()) {
-        const auto it = in_file.find(p.key());
-        if (it == in_file.end()) {
-            problems.push_back("missing tensor " + p.key() + " " + shape_text(p.value().sizes()));
-            continue;
-        }
-        if (it->second->sizes() != p.value().sizes())
-            problems.push_back("tensor " + p.key() + " is " + shape_text(it->second->sizes()) + ", expected " +
-                               shape_text(p.value().sizes()));
-        else if (!at::isfinite(*it->second).all().item<bool>())
-            problems.push_back("tensor " + p.key() + " holds NaN or Inf");
-        else
-            p.value().copy_(*it->second);
-        in_file.erase(it);
-    }
-    for (const auto& [n, t] : in_file) problems.push_back("unexpected tensor " + n + " " + shape_text(t->sizes()));
-    if (!problems.empty()) {
-        std::string msg = path + ": not a VAE of its config:";
-        for (size_t i = 0; i < problems.size() && i < 8; ++i) msg += "\n  " + problems[i];
-        if (problems.size() > 8) msg += "\n  ... " + std::to_string(problems.size() - 8) + " more";
-        throw Error(msg);
-    }
+    load_module(*vae.impl_->net, f, path, "VAE");
     return vae;
 }
 

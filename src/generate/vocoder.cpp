@@ -9,6 +9,7 @@
 #include "cocola/features.hpp"
 #include "cocola/generate.hpp"
 #include "cocola/safetensors.hpp"
+#include "generate/generator_training.hpp"
 #include "generate/vocoder_net.hpp"
 
 namespace cocola::generate {
@@ -29,12 +30,6 @@ void check_config(const VocoderConfig& c, const std::string& where) {
     if (c.blocks < 1 || c.blocks > 64) bad("blocks must be in [1, 64]");
     if (c.n_fft < 2 * kHopSamples || c.n_fft > 4096 || c.n_fft % 2) bad("n_fft must be even, in [320, 4096]");
     if (!(std::isfinite(c.mel_mean) && std::isfinite(c.mel_std) && c.mel_std > 0)) bad("mel_std must be > 0");
-}
-
-std::string shape_text(at::IntArrayRef s) {
-    std::string out = "[";
-    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-    return out + "]";
 }
 
 at::Tensor hann(int64_t n, const at::Tensor& like) {
@@ -100,23 +95,14 @@ std::vector<float> Vocoder::vocode(const at::Tensor& mel_db) const {
 }
 
 void Vocoder::save(const std::string& path, const std::map<std::string, std::string>& extra, bool half) const {
-    std::vector<std::pair<std::string, at::Tensor>> state;
-    for (const auto& p : impl_->net->named_parameters())
-        state.emplace_back(p.key(), half ? p.value().detach().to(at::kHalf) : p.value().detach());
-    std::map<std::string, std::string> meta = extra;
-    meta["format"] = kFormat;
-    meta["config"] = config_json(impl_->config).dump();
-    safetensors::save(path, state, meta);
+    save_module(*impl_->net, path, kFormat, config_json(impl_->config), extra, half);
 }
 
 Vocoder Vocoder::load(const std::string& path) {
     const auto f = safetensors::load(path);
-    const auto fmt = f.metadata.find("format");
-    if (fmt == f.metadata.end() || fmt->second != kFormat)
-        throw Error(path + ": not a cocola vocoder (its metadata has no \"format\": \"cocola vocoder\")");
+    const auto j = module_config(f, path, kFormat, "vocoder");
     VocoderConfig c;
     try {
-        const auto j = nlohmann::json::parse(f.metadata.at("config"));
         c.channels = j.at("channels");
         c.blocks = j.at("blocks");
         c.n_fft = j.at("n_fft");
@@ -127,32 +113,7 @@ Vocoder Vocoder::load(const std::string& path) {
     }
     check_config(c, path);
     Vocoder v(c);
-    std::map<std::string, const at::Tensor*> in_file;
-    for (const auto& [n, t] : f.tensors) in_file[n] = &t;
-    std::vector<std::string> problems;
-    torch::NoGradGuard no_grad;
-    for (auto& p : v.impl_->net->named_parameters()) {
-        const auto it = in_file.find(p.key());
-        if (it == in_file.end()) {
-            problems.push_back("missing tensor " + p.key() + " " + shape_text(p.value().sizes()));
-            continue;
-        }
-        if (it->second->sizes() != p.value().sizes())
-            problems.push_back("tensor " + p.key() + " is " + shape_text(it->second->sizes()) + ", expected " +
-                               shape_text(p.value().sizes()));
-        else if (!at::isfinite(*it->second).all().item<bool>())
-            problems.push_back("tensor " + p.key() + " holds NaN or Inf");
-        else
-            p.value().copy_(*it->second);
-        in_file.erase(it);
-    }
-    for (const auto& [n, t] : in_file) problems.push_back("unexpected tensor " + n + " " + shape_text(t->sizes()));
-    if (!problems.empty()) {
-        std::string msg = path + ": not a vocoder of its config:";
-        for (size_t i = 0; i < problems.size() && i < 8; ++i) msg += "\n  " + problems[i];
-        if (problems.size() > 8) msg += "\n  ... " + std::to_string(problems.size() - 8) + " more";
-        throw Error(msg);
-    }
+    load_module(*v.impl_->net, f, path, "vocoder");
     return v;
 }
 
