@@ -35,19 +35,17 @@ Runner add_resynth_command(CLI::App& app) {
         const auto x = audio::load_mono(o->in);
         const size_t frames = x.size() / static_cast<size_t>(generate::kHopSamples);
         if (frames < 8) throw Error(o->in + ": too short to resynthesize (under 80 ms)");
-        at::Tensor mel = generate::mel_spectrogram(x.data(), frames * generate::kHopSamples);
-        if (o->via == "vae") {
-            const auto vae = generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae);
-            mel = generate::decode_to_mel(vae, generate::encode_audio(vae, x)).slice(1, 0, static_cast<int64_t>(frames)).contiguous();
-        }
-        generate::GriffinLimOptions g;
-        g.iterations = o->iterations;
-        g.seed = o->seed;
+        std::unique_ptr<generate::Vae> vae;
+        if (o->via == "vae")
+            vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae));
         std::unique_ptr<generate::Vocoder> neural;
         if (o->vocoder == "neural")
             neural = std::make_unique<generate::Vocoder>(generate::Vocoder::load(
                 o->vocoder_model.empty() ? default_generator_path("vocoder_default") : o->vocoder_model));
-        const auto y = neural ? neural->vocode(mel) : generate::griffin_lim(mel, g);
+        generate::GriffinLimOptions g;
+        g.iterations = o->iterations;
+        g.seed = o->seed;
+        const auto y = generate::resynthesize(x, vae.get(), g, neural.get());
         audio::write_wav(o->out, y);
         const size_t n = std::min(x.size(), y.size());
         const double l1 = generate::log_mel_l1(x.data(), y.data(), n);
