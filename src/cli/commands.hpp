@@ -20,6 +20,8 @@ Runner add_eval_command(CLI::App& app);
 Runner add_vae_command(CLI::App& app);
 Runner add_vocoder_command(CLI::App& app);
 Runner add_resynth_command(CLI::App& app);
+Runner add_componet_command(CLI::App& app);
+Runner add_generate_command(CLI::App& app);
 Runner add_eval_resynth_command(CLI::App& app);
 
 // Where shipped generator weights live (models/<name>.safetensors in the source tree or next to the binary);

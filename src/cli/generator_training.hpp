@@ -114,6 +114,7 @@ struct GeneratorCommand {
     std::vector<std::string> (*fixed)();
     void (*train)(O, bool, const train::RowCallback&, const std::function<bool()>&);
     std::string label, metric, val_metric;
+    std::string unit = " dB";  // of metric and val_metric in the progress bar
 
     int run(CLI::App& app, const O& given, const GeneratorCli& cli, const std::function<void(O&)>& fresh = {}) const {
         O t = given;
@@ -129,7 +130,7 @@ struct GeneratorCommand {
             if (fresh) fresh(t);
             t.caches = index_sources(cli.data, cli.cache_dir);
         }
-        return run_generator_training(label, t.steps, t.run_dir, metric, val_metric, " dB",
+        return run_generator_training(label, t.steps, t.run_dir, metric, val_metric, unit,
                                       [&](const train::RowCallback& row, const std::function<bool()>& stop) {
                                           train(t, resume, row, stop);
                                       });

@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
     add("vae", "The generator's mel autoencoder: train, encode audio to latents, decode latents",
         cocola::cli::add_vae_command);
     add("vocoder", "The generator's neural vocoder (log-mel -> audio): train, export", cocola::cli::add_vocoder_command);
+    add("componet", "CompoNet, the prompted latent diffusion generator: train (stage 1, 2), export",
+        cocola::cli::add_componet_command);
+    add("generate", "Generate stems that fit an input from a prompt (accompany, extract, add, remove)",
+        cocola::cli::add_generate_command);
     add("resynth", "Audio -> log-mel (-> VAE) -> audio, with the distance to the input",
         cocola::cli::add_resynth_command);
     add("eval-resynth", "What resynthesis keeps: distances and the K = 2 accuracy of resynthesized sub-mixes",

@@ -1,0 +1,96 @@
+// cocola componet train | export: CompoNet, the prompted latent diffusion model with its ControlNet adapter.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cli/generator_training.hpp"
+#include "cli/progress.hpp"
+#include "cocola/componet.hpp"
+#include "cocola/error.hpp"
+#include "cocola/fsutil.hpp"
+
+namespace cocola::cli {
+namespace {
+
+Runner add_componet_train(CLI::App& app) {
+    struct Opts {
+        componet::ComponetTrainOptions t;
+        GeneratorCli cli;
+    };
+    auto o = std::make_shared<Opts>();
+    add_generator_training_flags(app, o->t, o->cli);
+    app.add_option("--stage", o->t.stage, "1: the U-Net and its prompt encoder; 2: the ControlNet adapter (U-Net frozen)")
+        ->check(CLI::IsMember({1, 2}))->capture_default_str();
+    app.add_option("--vae", o->t.vae, "VAE whose latents are denoised (default: models/vae_default.safetensors)");
+    app.add_option("--base", o->t.base, "Stage 2: the stage-1 model (e.g. RUN1/last.safetensors)");
+    app.add_option("--pool", o->t.pool, "Latent pool file, shared by the stages (default: RUN/pool.safetensors); "
+                                        "drawn and encoded once when absent");
+    app.add_option("--pool-size", o->t.pool_size, "Training examples in the pool (5.12 s chunks)")->capture_default_str()
+        ->check(CLI::Range(1, 10000000));
+    app.add_option("--channels", o->t.channels, "Stage 1: U-Net widths per level")->delimiter(',')->capture_default_str();
+    app.add_option("--res-blocks", o->t.res_blocks, "Stage 1: residual blocks per level")->capture_default_str()->check(CLI::Range(1, 8));
+    app.add_option("--prompt-dim", o->t.prompt_dim, "Stage 1: width of the prompt encoder")->capture_default_str()->check(CLI::Range(8, 2048));
+    app.add_option("--prompt-layers", o->t.prompt_layers, "Stage 1: transformer layers of the prompt encoder")->capture_default_str()
+        ->check(CLI::Range(0, 24));
+    app.add_option("--prompt-drop", o->t.prompt_drop, "Prompts dropped for classifier-free guidance")->capture_default_str();
+    app.add_option("--mix-tag", o->t.mix_tag, "Stage 2: input tags replaced by \"mix\" this often")->capture_default_str();
+    app.add_option("--weight-decay", o->t.weight_decay, "AdamW weight decay")->capture_default_str();
+    app.footer("Stage 1 trains the denoiser (epsilon prediction, 1000 steps) on VAE latents of sub-mixes, prompted with\n"
+               "\"out: <their stems>\"; stage 2 adds the ControlNet adapter to a stage-1 model and trains it with input and\n"
+               "output stems drawn independently (accompaniment, extraction, adding, removing). --crop-frames must divide\n"
+               "by 16. The first run of a pool encodes it (progress shown). Ctrl-C stops after the current step with a\n"
+               "checkpoint; a killed run continues with --resume RUN, identically.");
+    return [o, &app]() {
+        if (o->t.vae.empty() && o->cli.resume.empty()) o->t.vae = default_generator_path("vae_default");
+        const GeneratorCommand<componet::ComponetTrainOptions> cmd{
+            componet::read_componet_run_options, componet::apply_componet_resumable_options,
+            componet::componet_fixed_on_resume_flags, [](componet::ComponetTrainOptions t, bool resume, const train::RowCallback& row,
+                                                         const std::function<bool()>& stop) {
+                Progress bar("encode latent pool", static_cast<size_t>(t.pool_size));
+                componet::prepare_latent_pool(t, [&](size_t done, size_t total) {
+                    bar.set_total(total);
+                    bar.update(done);
+                });
+                bar.finish();
+                componet::train_componet(t, resume, row, stop);
+            },
+            "componet", "loss", "val_loss", ""};
+        return cmd.run(app, o->t, o->cli);
+    };
+}
+
+Runner add_componet_export(CLI::App& app) {
+    struct Opts {
+        std::string in, out;
+        bool half = false;
+    };
+    auto o = std::make_shared<Opts>();
+    app.add_option("MODEL", o->in, "CompoNet .safetensors (e.g. a run's best.safetensors)")->required();
+    app.add_option("-o,--out", o->out, "Output .safetensors")->required();
+    app.add_flag("--half", o->half, "Store the weights as float16");
+    return [o]() {
+        const auto m = componet::Componet::load(o->in);
+        m.save(o->out, {{"exported_from", fsutil::stem(o->in)}}, o->half);
+        std::cout << o->out << " (" << m.parameter_count() << " parameters, "
+                  << (m.config().controlnet ? "with" : "without") << " the ControlNet adapter" << (o->half ? ", float16" : "")
+                  << ")\n";
+        return 0;
+    };
+}
+
+}  // namespace
+
+Runner add_componet_command(CLI::App& app) {
+    app.require_subcommand(1);
+    auto* train = app.add_subcommand("train", "Train CompoNet, stage 1 (denoiser) or 2 (ControlNet adapter); resumable");
+    auto* exp = app.add_subcommand("export", "Copy a CompoNet's weights (e.g. as float16) with its config");
+    auto runners = std::make_shared<std::vector<std::pair<CLI::App*, Runner>>>();
+    runners->push_back({train, add_componet_train(*train)});
+    runners->push_back({exp, add_componet_export(*exp)});
+    return [runners]() {
+        for (auto& [sub, run] : *runners)
+            if (sub->parsed()) return run();
+        return 1;
+    };
+}
+
+}  // namespace cocola::cli

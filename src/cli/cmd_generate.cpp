@@ -1,0 +1,195 @@
+// cocola generate: CompoNet's accompaniment generation, extraction, adding and removing from a prompt.
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "cocola/audio.hpp"
+#include "cocola/componet.hpp"
+#include "cocola/error.hpp"
+#include "cocola/generate.hpp"
+
+namespace cocola::cli {
+namespace {
+
+// One CSV line: fields separated by commas, a field in double quotes may hold commas ("" is a quote).
+std::vector<std::string> csv_fields(const std::string& line) {
+    std::vector<std::string> out(1);
+    bool quoted = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+        const char c = line[i];
+        if (quoted) {
+            if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') out.back() += '"', ++i;
+            else if (c == '"') quoted = false;
+            else out.back() += c;
+        } else if (c == '"') quoted = true;
+        else if (c == ',') out.emplace_back();
+        else if (c != '\r') out.back() += c;
+    }
+    for (auto& f : out) {
+        while (!f.empty() && f.front() == ' ') f.erase(f.begin());
+        while (!f.empty() && f.back() == ' ') f.pop_back();
+    }
+    return out;
+}
+
+struct Job {
+    std::string input, output, prompt;
+};
+
+// The prompt a --task asks for, as text ("in: ...; out: ...").
+std::string task_prompt(const std::string& task, const std::vector<std::string>& in_tags, const std::vector<std::string>& out_tags) {
+    using componet::canonical_tag;
+    if (out_tags.empty()) throw Error("--task " + task + " needs --out-tags");
+    const bool described = !(in_tags.empty() || (in_tags.size() == 1 && canonical_tag(in_tags[0]) == "mix"));
+    std::vector<std::string> in = described ? in_tags : std::vector<std::string>{"mix"}, out;
+    if (task == "accompany" || task == "extract") out = out_tags;
+    else if (task == "add") {
+        if (!described) throw Error("--task add needs --in-tags (the stems of the input, to which --out-tags are added)");
+        out = in;
+        out.insert(out.end(), out_tags.begin(), out_tags.end());
+    } else if (task == "remove") {
+        if (!described) throw Error("--task remove needs --in-tags (the stems of the input, from which --out-tags are removed)");
+        for (const auto& t : in) {
+            bool removed = false;
+            for (const auto& r : out_tags) removed |= canonical_tag(r) == canonical_tag(t);
+            if (!removed) out.push_back(t);
+        }
+        if (out.empty()) throw Error("--task remove: nothing would be left of --in-tags");
+    } else {
+        throw Error("unknown --task " + task);
+    }
+    auto join = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (const auto& t : v) s += (s.empty() ? "" : ", ") + t;
+        return s;
+    };
+    return "in: " + join(in) + "; out: " + join(out);
+}
+
+}  // namespace
+
+Runner add_generate_command(CLI::App& app) {
+    struct Opts {
+        std::string in, out, prompt, task, pairs, model, vae, vocoder = "neural", vocoder_model, cocola_model;
+        std::vector<std::string> in_tags, out_tags;
+        componet::GenerateOptions g;
+        bool json = false;
+    };
+    auto o = std::make_shared<Opts>();
+    app.add_option("IN", o->in, "Input audio (any length; 16 kHz mono after loading)");
+    app.add_option("-o,--out", o->out, "Output WAV (16 kHz mono, the input's length)");
+    app.add_option("--prompt", o->prompt, "Stem tags, e.g. \"in: piano; out: bass, drums\"");
+    app.add_option("--task", o->task, "Instead of --prompt: accompany, extract, add or remove, with --out-tags (and --in-tags)")
+        ->check(CLI::IsMember({"accompany", "extract", "add", "remove"}));
+    app.add_option("--in-tags", o->in_tags, "Stems of the input (default: mix, an undescribed input)")->delimiter(',');
+    app.add_option("--out-tags", o->out_tags, "Stems to make (accompany), take out (extract), add or remove")->delimiter(',');
+    app.add_option("--pairs", o->pairs, "CSV of input,output[,prompt] lines (a prompt in double quotes); the prompt "
+                                        "defaults to --prompt / --task");
+    app.add_option("--steps", o->g.sampling.steps, "DDIM steps")->capture_default_str()->check(CLI::Range(1, 1000));
+    app.add_option("--eta", o->g.sampling.eta, "DDIM eta (0: deterministic)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+    app.add_option("--guidance", o->g.sampling.guidance, "Classifier-free guidance scale (1: none)")->capture_default_str()
+        ->check(CLI::Range(0.0, 100.0));
+    app.add_option("--seed", o->g.sampling.seed, "Seed of the initial noise")->capture_default_str();
+    app.add_option("--candidates", o->g.candidates, "Candidates per chunk; the kept one is chosen by --select")
+        ->capture_default_str()->check(CLI::Range(1, 64));
+    app.add_option("--select", o->g.select, "cocola: the highest COCOLA score against the input; norm: the highest L2 "
+                                            "norm (as the paper did for MSDM)")
+        ->check(CLI::IsMember({"cocola", "norm"}))->capture_default_str();
+    app.add_option("--overlap", o->g.overlap_seconds, "Seconds by which 5.12 s chunks overlap (crossfaded)")
+        ->capture_default_str()->check(CLI::Range(0.0, 2.56));
+    app.add_option("--model", o->model, "CompoNet weights (default: models/componet_default.safetensors)");
+    app.add_option("--vae", o->vae, "VAE (default: models/vae_default.safetensors)");
+    app.add_option("--vocoder", o->vocoder, "Latents' spectrogram to audio: neural or griffin-lim")
+        ->check(CLI::IsMember({"neural", "griffin-lim"}))->capture_default_str();
+    app.add_option("--vocoder-model", o->vocoder_model, "Neural vocoder (default: models/vocoder_default.safetensors)");
+    app.add_option("--cocola-model", o->cocola_model, "COCOLA model that scores the result (default: the shipped one)");
+    app.add_flag("--json", o->json, "Print a JSON summary (prompt, seed, steps, COCOLA score against the input)");
+    app.footer("Examples:\n"
+               "  cocola generate song_piano.wav --prompt \"in: piano; out: bass, drums\" -o bass_drums.wav\n"
+               "  cocola generate mix.wav --task extract --out-tags bass -o bass.wav\n"
+               "  cocola generate --pairs jobs.csv --task accompany --out-tags drums --json");
+    return [o]() {
+        std::vector<Job> jobs;
+        std::string default_prompt = o->prompt;
+        if (!o->task.empty()) {
+            if (!o->prompt.empty()) throw Error("give --prompt or --task, not both");
+            default_prompt = task_prompt(o->task, o->in_tags, o->out_tags);
+        }
+        if (!o->pairs.empty()) {
+            if (!o->in.empty()) throw Error("give IN or --pairs, not both");
+            std::ifstream f(o->pairs);
+            if (!f) throw Error(o->pairs + ": cannot open");
+            std::string line;
+            int no = 0;
+            while (std::getline(f, line)) {
+                ++no;
+                if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
+                auto fields = csv_fields(line);
+                if (no == 1 && fields[0] == "input") continue;  // a header
+                if (fields.size() < 2 || fields.size() > 3)
+                    throw Error(o->pairs + ":" + std::to_string(no) + ": expected input,output[,prompt]");
+                Job j{fields[0], fields[1], fields.size() == 3 && !fields[2].empty() ? fields[2] : default_prompt};
+                if (j.prompt.empty()) throw Error(o->pairs + ":" + std::to_string(no) + ": no prompt (and no --prompt / --task)");
+                jobs.push_back(j);
+            }
+            if (jobs.empty()) throw Error(o->pairs + ": no lines");
+        } else {
+            if (o->in.empty() || o->out.empty()) throw Error("give IN and -o OUT (or --pairs CSV)");
+            if (default_prompt.empty()) throw Error("give --prompt \"in: ...; out: ...\" or --task with --out-tags");
+            jobs.push_back({o->in, o->out, default_prompt});
+        }
+
+        auto model = componet::Componet::load(o->model.empty() ? default_generator_path("componet_default") : o->model);
+        const auto vae = generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae);
+        std::unique_ptr<generate::Vocoder> vocoder;
+        if (o->vocoder == "neural")
+            vocoder = std::make_unique<generate::Vocoder>(
+                generate::Vocoder::load(o->vocoder_model.empty() ? default_generator_path("vocoder_default") : o->vocoder_model));
+        std::unique_ptr<model::Model> judge;
+        const std::string judge_path = o->cocola_model.empty() ? default_model_path() : o->cocola_model;
+        if (!judge_path.empty()) judge = std::make_unique<model::Model>(model::Model::load(judge_path));
+        else if (o->g.select == "cocola" && o->g.candidates > 1)
+            throw Error("--select cocola needs a COCOLA model (--cocola-model) and none ships here; use --select norm");
+
+        // Parse every prompt before the slow part.
+        std::vector<componet::Prompt> prompts;
+        for (const auto& j : jobs) prompts.push_back(componet::parse_prompt(j.prompt, model.config().vocabulary));
+
+        nlohmann::json summary = nlohmann::json::array();
+        for (size_t i = 0; i < jobs.size(); ++i) {
+            const auto x = audio::load_mono(jobs[i].input);
+            if (x.empty()) throw Error(jobs[i].input + ": no audio");
+            Progress bar("generate " + std::to_string(i + 1) + "/" + std::to_string(jobs.size()) + " (chunks)", 1);
+            const auto g = componet::generate_audio(model, vae, vocoder.get(), judge.get(), x, prompts[i], o->g,
+                                                    [&](size_t done, size_t total) {
+                                                        bar.set_total(total);
+                                                        bar.update(done);
+                                                    });
+            bar.finish();
+            audio::write_wav(jobs[i].output, g.audio);
+            double score = 0;
+            for (double s : g.chunk_scores) score += s / static_cast<double>(g.chunk_scores.size());
+            nlohmann::json r = {{"input", jobs[i].input},        {"output", jobs[i].output},
+                                {"prompt", componet::format_prompt(prompts[i])},
+                                {"seed", o->g.sampling.seed},    {"steps", o->g.sampling.steps},
+                                {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
+                                {"select", o->g.select},         {"vocoder", o->vocoder},
+                                {"seconds", static_cast<double>(x.size()) / 16000.0}};
+            if (!g.chunk_scores.empty()) {
+                r["cocola_score"] = score;
+                r["chunk_scores"] = g.chunk_scores;
+            }
+            summary.push_back(r);
+            if (!o->json)
+                std::cout << jobs[i].output << "  (" << componet::format_prompt(prompts[i]) << ")"
+                          << (g.chunk_scores.empty() ? "" : "  COCOLA score " + std::to_string(score)) << "\n";
+        }
+        if (o->json) std::cout << (jobs.size() == 1 && o->pairs.empty() ? summary[0] : summary).dump(2) << "\n";
+        return 0;
+    };
+}
+
+}  // namespace cocola::cli

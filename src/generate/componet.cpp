@@ -1,0 +1,303 @@
+// CompoNet: the model file, tokens, the noise prediction, DDIM sampling with classifier-free guidance, and audio
+// generation chunk by chunk (componet.hpp).
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "cocola/componet.hpp"
+#include "cocola/error.hpp"
+#include "cocola/safetensors.hpp"
+#include "cocola/score.hpp"
+#include "generate/componet_net.hpp"
+#include "generate/generator_training.hpp"
+
+namespace cocola::componet {
+
+namespace {
+const char* kFormat = "cocola componet";
+}
+
+nlohmann::json config_to_json(const ComponetConfig& c) {
+    return {{"latent_channels", c.latent_channels},   {"channels", c.channels},
+            {"res_blocks", c.res_blocks},             {"cross_attention_from", c.cross_attention_from},
+            {"head_channels", c.head_channels},       {"prompt_dim", c.prompt_dim},
+            {"prompt_layers", c.prompt_layers},       {"max_prompt_tokens", c.max_prompt_tokens},
+            {"diffusion_steps", c.diffusion_steps},   {"beta_start", c.beta_start},
+            {"beta_end", c.beta_end},                 {"controlnet", c.controlnet},
+            {"vocabulary", c.vocabulary},             {"vae", c.vae}};
+}
+
+ComponetConfig config_from_json(const nlohmann::json& j) {
+    ComponetConfig c;
+    c.latent_channels = j.at("latent_channels").get<int>();
+    c.channels = j.at("channels").get<std::vector<int>>();
+    c.res_blocks = j.at("res_blocks").get<int>();
+    c.cross_attention_from = j.at("cross_attention_from").get<int>();
+    c.head_channels = j.at("head_channels").get<int>();
+    c.prompt_dim = j.at("prompt_dim").get<int>();
+    c.prompt_layers = j.at("prompt_layers").get<int>();
+    c.max_prompt_tokens = j.at("max_prompt_tokens").get<int>();
+    c.diffusion_steps = j.at("diffusion_steps").get<int>();
+    c.beta_start = j.at("beta_start").get<double>();
+    c.beta_end = j.at("beta_end").get<double>();
+    c.controlnet = j.at("controlnet").get<bool>();
+    c.vocabulary = j.at("vocabulary").get<std::vector<std::string>>();
+    c.vae = j.value("vae", nlohmann::json::object());
+    if (c.channels.empty() || c.latent_channels < 1 || c.res_blocks < 1 || c.prompt_dim < 1 || c.diffusion_steps < 2 ||
+        c.max_prompt_tokens < 2 || !(c.beta_start > 0 && c.beta_end < 1 && c.beta_start <= c.beta_end))
+        throw Error("implausible CompoNet config");
+    for (int ch : c.channels)
+        if (ch < 1) throw Error("implausible CompoNet channels");
+    return c;
+}
+
+struct Componet::Impl {
+    ComponetConfig config;
+    std::shared_ptr<ComponetNet> net;
+    at::Tensor alphas_cumprod;
+    std::map<std::string, int64_t> ids;
+    void index() {
+        ids.clear();
+        for (size_t i = 0; i < config.vocabulary.size(); ++i) ids[config.vocabulary[i]] = static_cast<int64_t>(i) + 3;
+        const at::Tensor betas =
+            at::linspace(std::sqrt(config.beta_start), std::sqrt(config.beta_end), config.diffusion_steps, at::kDouble).pow(2);
+        alphas_cumprod = at::cumprod(1 - betas, 0);
+    }
+};
+
+Componet::Componet(const ComponetConfig& config, uint64_t seed) : impl_(std::make_unique<Impl>()) {
+    impl_->config = config;
+    if (impl_->config.vocabulary.empty()) impl_->config.vocabulary = builtin_tags();
+    torch::manual_seed(seed);
+    impl_->net = std::make_shared<ComponetNet>(impl_->config);
+    impl_->index();
+}
+Componet::~Componet() = default;
+Componet::Componet(Componet&&) noexcept = default;
+Componet& Componet::operator=(Componet&&) noexcept = default;
+
+const ComponetConfig& Componet::config() const { return impl_->config; }
+ComponetNet& Componet::net() { return *impl_->net; }
+const ComponetNet& Componet::net() const { return *impl_->net; }
+const at::Tensor& Componet::alphas_cumprod() const { return impl_->alphas_cumprod; }
+void Componet::to(const at::Device& d) { impl_->net->to(d); }
+at::Device Componet::device() const { return impl_->net->prompt->token->weight.device(); }
+
+int64_t Componet::parameter_count() const {
+    int64_t n = 0;
+    for (const auto& p : impl_->net->parameters()) n += p.numel();
+    return n;
+}
+
+void Componet::add_controlnet() {
+    impl_->config.controlnet = true;
+    impl_->net->add_controlnet(impl_->config);
+}
+
+Componet Componet::load(const std::string& path) {
+    const safetensors::File f = safetensors::load(path);
+    const nlohmann::json j = generate::module_config(f, path, kFormat, "CompoNet");
+    ComponetConfig c;
+    try {
+        c = config_from_json(j);
+    } catch (const std::exception& e) {
+        throw Error(path + ": malformed CompoNet config (" + e.what() + ")");
+    }
+    Componet m(c);
+    generate::load_module(*m.impl_->net, f, path, "CompoNet");
+    return m;
+}
+
+void Componet::save(const std::string& path, const std::map<std::string, std::string>& extra, bool half) const {
+    generate::save_module(*impl_->net, path, kFormat, config_to_json(impl_->config), extra, half);
+}
+
+void Componet::tokenize(const std::vector<Prompt>& prompts, at::Tensor& tokens, at::Tensor& mask) const {
+    std::vector<std::vector<std::array<int64_t, 3>>> seqs;
+    size_t longest = 1;
+    for (const auto& p : prompts) {
+        std::vector<std::array<int64_t, 3>> s;
+        auto add = [&](const std::vector<Tag>& tags, int64_t section) {
+            s.push_back({section == 0 ? 1 : 2, 0, section});
+            for (const auto& t : tags) {
+                const auto it = impl_->ids.find(t.name);
+                if (it == impl_->ids.end()) throw Error("tag \"" + t.name + "\" is not in this CompoNet's vocabulary");
+                s.push_back({it->second, std::min<int64_t>(t.number, 9), section});
+            }
+        };
+        if (p.empty()) s.push_back({0, 0, 2});
+        else {
+            if (!p.in.empty()) add(p.in, 0);
+            add(p.out, 1);
+        }
+        if (s.size() > static_cast<size_t>(impl_->config.max_prompt_tokens))
+            throw Error("prompt \"" + format_prompt(p) + "\" has more than " + std::to_string(impl_->config.max_prompt_tokens - 2) + " tags");
+        longest = std::max(longest, s.size());
+        seqs.push_back(std::move(s));
+    }
+    const int64_t B = static_cast<int64_t>(prompts.size()), S = static_cast<int64_t>(longest);
+    tokens = at::zeros({B, S, 3}, at::kLong);
+    mask = at::zeros({B, S}, at::kBool);
+    auto tk = tokens.accessor<int64_t, 3>();
+    auto mk = mask.accessor<bool, 2>();
+    for (int64_t b = 0; b < B; ++b)
+        for (size_t i = 0; i < seqs[static_cast<size_t>(b)].size(); ++i) {
+            for (int k = 0; k < 3; ++k) tk[b][static_cast<int64_t>(i)][k] = seqs[static_cast<size_t>(b)][i][static_cast<size_t>(k)];
+            mk[b][static_cast<int64_t>(i)] = true;
+        }
+    tokens = tokens.to(device());
+    mask = mask.to(device());
+}
+
+at::Tensor Componet::predict_noise(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& tokens, const at::Tensor& mask,
+                                   const at::Tensor& control) {
+    return impl_->net->forward(x_t, t, tokens, mask, control);
+}
+
+// ---------------------------------------------------------------- DDIM
+at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& control, int64_t batch, int64_t height,
+                  int64_t width, const SampleOptions& o, const StepProgress& progress) {
+    const ComponetConfig& c = model.config();
+    if (o.steps < 1 || o.steps > c.diffusion_steps)
+        throw Error("--steps must be between 1 and " + std::to_string(c.diffusion_steps));
+    if (!(o.eta >= 0) || !(o.guidance >= 0)) throw Error("--eta and --guidance must be >= 0");
+    if (control.defined() && !c.controlnet) throw Error("this CompoNet has no ControlNet adapter (a stage-1 model): it cannot read an input");
+    torch::NoGradGuard no_grad;
+    model.net().eval();
+    const at::Device dev = model.device();
+    at::Generator gen = at::detail::createCPUGenerator(o.seed);
+    at::Tensor x = at::randn({batch, c.latent_channels, height, width}, gen, at::kFloat).to(dev);
+    const bool guided = o.guidance != 1.0;
+    at::Tensor tokens, mask;
+    model.tokenize(guided ? std::vector<Prompt>{prompt, Prompt{}} : std::vector<Prompt>{prompt}, tokens, mask);
+    // Rows 0..B-1 conditional, B..2B-1 unconditional.
+    const at::Tensor rows = at::cat({at::zeros({batch}, at::kLong), at::ones({batch}, at::kLong)}).slice(0, 0, guided ? 2 * batch : batch).to(dev);
+    const at::Tensor tok = tokens.index_select(0, rows), msk = mask.index_select(0, rows);
+    at::Tensor ctrl;
+    if (control.defined()) {
+        ctrl = control.to(dev);
+        if (ctrl.size(0) == 1 && batch > 1) ctrl = ctrl.expand({batch, -1, -1, -1});
+        if (guided) ctrl = at::cat({ctrl, ctrl});
+    }
+    const auto acp = model.alphas_cumprod().accessor<double, 1>();
+    std::vector<int64_t> ts;
+    for (int i = 0; i < o.steps; ++i) ts.push_back(static_cast<int64_t>(i) * c.diffusion_steps / o.steps);
+    for (int i = o.steps - 1; i >= 0; --i) {
+        const int64_t t = ts[static_cast<size_t>(i)];
+        const double a_t = acp[t], a_prev = i > 0 ? acp[ts[static_cast<size_t>(i) - 1]] : 1.0;
+        const at::Tensor xin = guided ? at::cat({x, x}) : x;
+        const at::Tensor tt = at::full({xin.size(0)}, t, at::TensorOptions(at::kLong).device(dev));
+        at::Tensor eps = model.predict_noise(xin, tt, tok, msk, ctrl);
+        if (guided) {
+            const auto parts = eps.chunk(2);
+            eps = parts[1] + o.guidance * (parts[0] - parts[1]);
+        }
+        const at::Tensor x0 = (x - std::sqrt(1 - a_t) * eps) / std::sqrt(a_t);
+        const double sigma = o.eta * std::sqrt((1 - a_prev) / (1 - a_t)) * std::sqrt(std::max(0.0, 1 - a_t / a_prev));
+        x = std::sqrt(a_prev) * x0 + std::sqrt(std::max(0.0, 1 - a_prev - sigma * sigma)) * eps;
+        if (sigma > 0) x = x + sigma * at::randn(x.sizes(), gen, at::kFloat).to(dev);
+        if (progress) progress(o.steps - i, o.steps);
+    }
+    return x;
+}
+
+// ---------------------------------------------------------------- chunks and joins
+std::vector<int64_t> chunk_starts(int64_t n, int64_t chunk, int64_t overlap) {
+    if (chunk < 1 || overlap < 0 || overlap >= chunk) throw Error("chunk_starts: bad chunk or overlap");
+    std::vector<int64_t> starts{0};
+    while (starts.back() + chunk < n) starts.push_back(starts.back() + chunk - overlap);
+    return starts;
+}
+
+std::vector<float> join_chunks(const std::vector<std::vector<float>>& chunks, const std::vector<int64_t>& starts, int64_t n) {
+    std::vector<double> sum(static_cast<size_t>(n), 0.0), weight(static_cast<size_t>(n), 0.0);
+    for (size_t k = 0; k < chunks.size(); ++k) {
+        const int64_t s = starts[k], len = static_cast<int64_t>(chunks[k].size());
+        // raised-cosine ramps over the overlaps with the neighbours (weights of neighbours sum to 1 there)
+        const int64_t up = k > 0 ? std::max<int64_t>(0, starts[k - 1] + static_cast<int64_t>(chunks[k - 1].size()) - s) : 0;
+        const int64_t down = k + 1 < chunks.size() ? std::max<int64_t>(0, s + len - starts[k + 1]) : 0;
+        for (int64_t i = 0; i < len && s + i < n; ++i) {
+            double w = 1;
+            if (i < up) w *= 0.5 - 0.5 * std::cos(M_PI * (static_cast<double>(i) + 0.5) / static_cast<double>(up));
+            if (i >= len - down) w *= 0.5 + 0.5 * std::cos(M_PI * (static_cast<double>(i - (len - down)) + 0.5) / static_cast<double>(down));
+            sum[static_cast<size_t>(s + i)] += w * chunks[k][static_cast<size_t>(i)];
+            weight[static_cast<size_t>(s + i)] += w;
+        }
+    }
+    std::vector<float> out(static_cast<size_t>(n), 0.f);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = weight[i] > 0 ? static_cast<float>(sum[i] / weight[i]) : 0.f;
+    return out;
+}
+
+// ---------------------------------------------------------------- audio
+Generated generate_audio(Componet& model, const generate::Vae& vae, const generate::Vocoder* vocoder,
+                         const model::Model* judge, const std::vector<float>& input, const Prompt& prompt,
+                         const GenerateOptions& o, const std::function<void(size_t, size_t)>& progress) {
+    using generate::kChunkSamples;
+    if (input.empty()) throw Error("the input audio is empty");
+    if (o.candidates < 1) throw Error("--candidates must be at least 1");
+    if (o.select != "cocola" && o.select != "norm") throw Error("--select must be cocola or norm");
+    if (o.select == "cocola" && o.candidates > 1 && !judge) throw Error("--select cocola needs a COCOLA model");
+    const ComponetConfig& c = model.config();
+    if (!c.vae.empty() && c.vae.contains("scale_factor")) {
+        const double sf = c.vae.at("scale_factor").get<double>();
+        if (std::abs(sf - vae.config().scale_factor) > 1e-6 * std::max(1.0, std::abs(sf)))
+            throw Error("this CompoNet was trained on the latents of another VAE (scale factor " + std::to_string(sf) +
+                        ", the VAE given has " + std::to_string(vae.config().scale_factor) + ")");
+    }
+    const int64_t n = static_cast<int64_t>(input.size());
+    const int64_t overlap = std::clamp<int64_t>(static_cast<int64_t>(std::llround(o.overlap_seconds * 16000 / generate::kHopSamples)) * generate::kHopSamples,
+                                                0, kChunkSamples / 2);
+    const auto starts = chunk_starts(n, kChunkSamples, overlap);
+    std::vector<std::vector<float>> chunks;
+    Generated g;
+    for (size_t k = 0; k < starts.size(); ++k) {
+        std::vector<float> in_chunk(static_cast<size_t>(kChunkSamples), 0.f);
+        const int64_t len = std::min<int64_t>(kChunkSamples, n - starts[k]);
+        std::copy(input.begin() + starts[k], input.begin() + starts[k] + len, in_chunk.begin());
+        at::Tensor control;
+        if (c.controlnet) control = generate::encode_audio(vae, in_chunk);  // [1, C, 16, 128]
+        const int64_t d = vae.config().downsampling();
+        SampleOptions so = o.sampling;
+        so.seed = mix_seed(o.sampling.seed, k);
+        const at::Tensor z = sample(model, prompt, control, o.candidates, generate::kMelBands / d,
+                                    generate::kChunkFrames / d, so);
+        std::vector<std::vector<float>> cands;
+        for (int64_t b = 0; b < z.size(0); ++b) {
+            const at::Tensor mel = generate::decode_to_mel(vae, z.slice(0, b, b + 1));
+            cands.push_back(vocoder ? vocoder->vocode(mel) : generate::griffin_lim(mel));
+            cands.back().resize(static_cast<size_t>(kChunkSamples), 0.f);
+        }
+        size_t best = 0;
+        double best_score = 0;
+        std::vector<double> scores(cands.size(), 0.0);
+        if (judge) {
+            std::vector<std::vector<float>> clips{in_chunk};
+            clips.insert(clips.end(), cands.begin(), cands.end());
+            eval::ScoreOptions so2;
+            const auto emb = eval::embed_clips(*judge, clips, so2);
+            for (const auto& e : emb)
+                if (!e.error.empty()) throw Error("scoring a generated chunk: " + e.error);
+            for (size_t i = 0; i < cands.size(); ++i)
+                scores[i] = judge->similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[i + 1].embeddings.slice(0, 0, 1)).item<double>();
+        }
+        for (size_t i = 0; i < cands.size(); ++i) {
+            double s = scores[i];
+            if (o.select == "norm") {
+                s = 0;
+                for (float v : cands[i]) s += static_cast<double>(v) * v;
+            }
+            if (i == 0 || s > best_score) best = i, best_score = s;
+        }
+        if (judge) g.chunk_scores.push_back(scores[best]);
+        chunks.push_back(std::move(cands[best]));
+        if (progress) progress(k + 1, starts.size());
+    }
+    g.audio = join_chunks(chunks, starts, n);
+    return g;
+}
+
+}  // namespace cocola::componet

@@ -1,0 +1,352 @@
+// The generative half, part 2: CompoNet's prompts, its U-Net and ControlNet adapter (zero init, shapes),
+// training that overfits and resumes exactly, deterministic DDIM, chunked generation and the generate command.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cocola/audio.hpp"
+#include "cocola/componet.hpp"
+#include "cocola/data.hpp"
+#include "cocola/error.hpp"
+#include "cocola/generate.hpp"
+#include "cocola/safetensors.hpp"
+#include "cocola/synth.hpp"
+#include "generate/componet_net.hpp"
+#include "test_util.hpp"
+
+using namespace cocola;
+using namespace cocola::componet;
+namespace fs = std::filesystem;
+
+namespace {
+
+ComponetConfig tiny_config() {
+    ComponetConfig c;
+    c.latent_channels = 4;
+    c.channels = {8, 16};
+    c.res_blocks = 1;
+    c.head_channels = 8;
+    c.prompt_dim = 16;
+    c.prompt_layers = 1;
+    return c;
+}
+
+// Random weights everywhere (the zero-initialised layers too), so outputs depend on every path.
+void scramble(torch::nn::Module& m, uint64_t seed) {
+    torch::NoGradGuard no_grad;
+    at::Generator g = at::detail::createCPUGenerator(seed);
+    for (auto& p : m.parameters()) p.copy_(at::randn(p.sizes(), g, at::kFloat) * 0.2);
+}
+
+// A tiny random VAE (latent 4 x 16 x 128 for a chunk), written once.
+std::string tiny_vae() {
+    static const std::string path = [] {
+        generate::VaeConfig c;
+        c.base_channels = 8;
+        c.channel_mult = {1, 2, 2};
+        c.latent_channels = 4;
+        generate::Vae vae(c, 3);
+        const std::string p = testutil::temp_dir("componet_vae") + "/vae.safetensors";
+        vae.save(p);
+        return p;
+    }();
+    return path;
+}
+
+std::string song_cache() {
+    static const std::string dir = [] {
+        const std::string root = testutil::temp_dir("componet_data");
+        synth::SetOptions so;
+        so.out_dir = root + "/songs";
+        so.split = "auto";
+        synth::write_procedural_set(12, 10, 8.0, so);
+        data::build_cache(data::scan(root + "/songs"), root + "/cache", data::CacheOptions{});
+        return root + "/cache";
+    }();
+    return dir;
+}
+
+ComponetTrainOptions tiny_training(const std::string& run, int stage, int64_t steps, const std::string& base = "",
+                                   const std::string& pool = "") {
+    ComponetTrainOptions o;
+    o.caches = {song_cache()};
+    o.run_dir = run;
+    o.stage = stage;
+    o.vae = tiny_vae();
+    o.base = base;
+    o.pool = pool;
+    o.pool_size = 6;
+    o.steps = steps;
+    o.batch = 2;
+    o.crop_frames = 64;
+    o.channels = {8, 16};
+    o.res_blocks = 1;
+    o.prompt_dim = 16;
+    o.prompt_layers = 1;
+    o.lr = 1e-3;
+    o.warmup_steps = 2;
+    o.val_every = 3;
+    o.val_chunks = 2;
+    o.checkpoint_every = 2;
+    o.ema_decay = 0.9;
+    o.seed = 5;
+    return o;
+}
+
+std::string read_all(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string log_without_time(const std::string& run) {
+    std::stringstream in(read_all(run + "/log.csv")), out;
+    std::string line;
+    while (std::getline(in, line)) out << line.substr(0, line.rfind(',')) << "\n";
+    return out.str();
+}
+
+void expect_same_checkpoints(const std::string& a_path, const std::string& b_path) {
+    const auto a = safetensors::load(a_path), b = safetensors::load(b_path);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i) {
+        EXPECT_EQ(a.tensors[i].first, b.tensors[i].first);
+        EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
+    }
+}
+
+}  // namespace
+
+TEST(Componet, PromptsParseFormatAndRefuseWhatTheyCannotMean) {
+    const auto& vocab = builtin_tags();
+    const Prompt p = parse_prompt("in: Piano, chromatic_percussion; out: bass, Drums", vocab);
+    ASSERT_EQ(p.in.size(), 2u);
+    EXPECT_EQ(p.in[1].name, "chromatic percussion");
+    ASSERT_EQ(p.out.size(), 2u);
+    EXPECT_EQ(p.out[1].name, "drums");
+    EXPECT_EQ(format_prompt(p), "in: piano, chromatic percussion; out: bass, drums");
+    const Prompt numbered = parse_prompt("out: other_2, vocals", vocab);
+    EXPECT_EQ(numbered.out[0], (Tag{"other", 2}));
+    EXPECT_EQ(format_prompt(numbered), "out: other_2, vocals");
+    EXPECT_EQ(format_prompt(parse_prompt(format_prompt(p), vocab)), format_prompt(p));
+    EXPECT_THROW(parse_prompt("in: piano", vocab), Error);            // nothing to make
+    EXPECT_THROW(parse_prompt("out: ", vocab), Error);
+    EXPECT_THROW(parse_prompt("pop; in: piano; out: bass", vocab), Error);  // a genre part
+    EXPECT_THROW(parse_prompt("out: bass; out: drums", vocab), Error);
+    try {
+        parse_prompt("in: piano; out: kazoo", vocab);
+        FAIL() << "an unknown tag was accepted";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("kazoo"), std::string::npos) << m;
+        EXPECT_NE(m.find("known tags"), std::string::npos) << m;
+        EXPECT_NE(m.find("synth lead"), std::string::npos) << m;
+    }
+    const auto tags = tags_for_classes({"Reed", "Bass", "Reed"});
+    EXPECT_EQ(tags[0], (Tag{"reed", 1}));
+    EXPECT_EQ(tags[1], (Tag{"bass", 0}));
+    EXPECT_EQ(tags[2], (Tag{"reed", 2}));
+}
+
+TEST(Componet, EachLevelHasItsShapeAndTheOutputTheInputs) {
+    Componet m(tiny_config(), 1);
+    auto& net = m.net();
+    at::Tensor tokens, mask;
+    m.tokenize({parse_prompt("in: piano; out: bass", m.config().vocabulary), Prompt{}}, tokens, mask);
+    EXPECT_EQ(tokens.sizes(), (at::IntArrayRef{2, 4, 3}));
+    EXPECT_EQ(mask.sum().item<int64_t>(), 4 + 1);
+    const at::Tensor x = at::randn({2, 4, 16, 128});
+    const at::Tensor t = at::tensor({3, 900}, at::kLong);
+    const auto o = net.encoder->forward(x, t, net.prompt->forward(tokens, mask), mask);
+    // conv_in, the level-0 block, the downsampling, the level-1 block
+    ASSERT_EQ(o.skips.size(), 4u);
+    EXPECT_EQ(o.skips[0].sizes(), (at::IntArrayRef{2, 8, 16, 128}));
+    EXPECT_EQ(o.skips[1].sizes(), (at::IntArrayRef{2, 8, 16, 128}));
+    EXPECT_EQ(o.skips[2].sizes(), (at::IntArrayRef{2, 8, 8, 64}));
+    EXPECT_EQ(o.skips[3].sizes(), (at::IntArrayRef{2, 16, 8, 64}));
+    EXPECT_EQ(o.middle.sizes(), (at::IntArrayRef{2, 16, 8, 64}));
+    EXPECT_EQ(m.predict_noise(x, t, tokens, mask).sizes(), x.sizes());
+    // crops: any width the downsampling divides
+    EXPECT_EQ(m.predict_noise(x.slice(3, 0, 32), t, tokens, mask).sizes(), (at::IntArrayRef{2, 4, 16, 32}));
+}
+
+TEST(Componet, TheAdapterChangesNothingAtStepZeroAndSomethingOnceTrained) {
+    Componet m(tiny_config(), 2);
+    scramble(m.net(), 7);
+    at::Tensor tokens, mask;
+    m.tokenize({parse_prompt("in: piano; out: bass, drums", m.config().vocabulary)}, tokens, mask);
+    const at::Tensor x = at::randn({1, 4, 16, 64}), w = at::randn({1, 4, 16, 64});
+    const at::Tensor t = at::tensor({500}, at::kLong);
+    torch::NoGradGuard no_grad;
+    m.net().eval();
+    const at::Tensor base = m.predict_noise(x, t, tokens, mask);
+    ASSERT_GT(base.abs().max().item<double>(), 0);
+    m.add_controlnet();
+    EXPECT_TRUE(m.config().controlnet);
+    // the adapter's encoder is a copy of the U-Net's
+    EXPECT_TRUE(at::equal(m.net().controlnet->encoder->conv_in->weight, m.net().encoder->conv_in->weight));
+    EXPECT_TRUE(at::equal(m.predict_noise(x, t, tokens, mask, w), base));
+    m.net().controlnet->zero_middle->weight.normal_(0, 0.1);
+    EXPECT_FALSE(at::allclose(m.predict_noise(x, t, tokens, mask, w), base));
+}
+
+TEST(Componet, TheDenoiserOverfitsATinySet) {
+    Componet m(tiny_config(), 3);
+    at::Generator g = at::detail::createCPUGenerator(11);
+    const at::Tensor z0 = at::randn({2, 4, 16, 32}, g, at::kFloat), noise = at::randn({2, 4, 16, 32}, g, at::kFloat);
+    const at::Tensor t = at::tensor({100, 600}, at::kLong);
+    const at::Tensor a = m.alphas_cumprod().index_select(0, t).to(at::kFloat).view({-1, 1, 1, 1});
+    const at::Tensor x_t = a.sqrt() * z0 + (1 - a).sqrt() * noise;
+    at::Tensor tokens, mask;
+    m.tokenize({parse_prompt("out: bass", m.config().vocabulary), parse_prompt("out: drums", m.config().vocabulary)}, tokens, mask);
+    torch::optim::Adam opt(m.net().parameters(), torch::optim::AdamOptions(3e-3));
+    double first = 0, last = 0;
+    for (int i = 0; i < 60; ++i) {
+        opt.zero_grad();
+        const at::Tensor loss = at::mse_loss(m.predict_noise(x_t, t, tokens, mask), noise);
+        loss.backward();
+        opt.step();
+        (i == 0 ? first : last) = loss.item<double>();
+    }
+    EXPECT_NEAR(first, 1.0, 0.2);  // the zero-initialised output predicts no noise at first
+    EXPECT_LT(last, 0.5 * first);
+}
+
+TEST(Componet, DdimIsDeterministicGivenTheSeed) {
+    Componet m(tiny_config(), 4);
+    scramble(m.net(), 9);
+    m.add_controlnet();
+    scramble(*m.net().controlnet, 10);
+    const Prompt p = parse_prompt("in: mix; out: bass", m.config().vocabulary);
+    const at::Tensor w = at::randn({1, 4, 16, 32});
+    SampleOptions o;
+    o.steps = 4;
+    o.guidance = 2;
+    o.seed = 3;
+    const at::Tensor a = sample(m, p, w, 2, 16, 32, o), b = sample(m, p, w, 2, 16, 32, o);
+    EXPECT_TRUE(at::equal(a, b));
+    EXPECT_TRUE(at::isfinite(a).all().item<bool>());
+    o.seed = 4;
+    EXPECT_FALSE(at::allclose(a, sample(m, p, w, 2, 16, 32, o)));
+    o.eta = 1;
+    EXPECT_TRUE(at::equal(sample(m, p, w, 1, 16, 32, o), sample(m, p, w, 1, 16, 32, o)));
+    o.steps = 0;
+    EXPECT_THROW(sample(m, p, w, 1, 16, 32, o), Error);
+    Componet stage1(tiny_config(), 4);
+    EXPECT_THROW(sample(stage1, p, w, 1, 16, 32, SampleOptions{}), Error);  // no adapter to read the input
+}
+
+TEST(Componet, ChunksCoverTheInputAndJoinWithoutSteps) {
+    EXPECT_EQ(chunk_starts(16000, 81920, 10240), (std::vector<int64_t>{0}));
+    const auto starts = chunk_starts(40 * 16000, 81920, 10240);
+    EXPECT_EQ(starts.size(), 9u);
+    EXPECT_GE(starts.back() + 81920, 40 * 16000);
+    // constant chunks join into the constant; a ramp split into chunks joins back into the ramp
+    const int64_t n = 3000;
+    const auto st = chunk_starts(n, 1000, 200);
+    std::vector<std::vector<float>> ones, ramps;
+    for (int64_t s : st) {
+        ones.emplace_back(1000, 1.f);
+        std::vector<float> r(1000);
+        for (int64_t i = 0; i < 1000; ++i) r[static_cast<size_t>(i)] = static_cast<float>(s + i) / n;
+        ramps.push_back(r);
+    }
+    const auto joined = join_chunks(ones, st, n), ramp = join_chunks(ramps, st, n);
+    ASSERT_EQ(joined.size(), static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        EXPECT_NEAR(joined[static_cast<size_t>(i)], 1.f, 1e-6);
+        EXPECT_NEAR(ramp[static_cast<size_t>(i)], static_cast<float>(i) / n, 1e-6);
+    }
+}
+
+TEST(Componet, TrainingOfBothStagesResumesExactlyAsAnUninterruptedRun) {
+    const std::string base = testutil::temp_dir("componet_resume");
+    train_componet(tiny_training(base + "/s1", 1, 6), false);
+    int polls = 0;
+    train_componet(tiny_training(base + "/s1_parts", 1, 6), false, {}, [&] { return ++polls == 4; });
+    EXPECT_EQ(std::stoll(safetensors::load(base + "/s1_parts/checkpoint.safetensors").metadata.at("step")), 4);
+    train_componet(read_componet_run_options(base + "/s1_parts"), true);
+    EXPECT_EQ(log_without_time(base + "/s1"), log_without_time(base + "/s1_parts"));
+    expect_same_checkpoints(base + "/s1/checkpoint.safetensors", base + "/s1_parts/checkpoint.safetensors");
+    const std::string log = read_all(base + "/s1/log.csv");
+    EXPECT_EQ(log.substr(0, log.find('\n')), "step,loss,grad_norm,lr,val_loss,step_seconds");
+    EXPECT_EQ(log.find("nan"), std::string::npos);
+    const Componet s1 = Componet::load(base + "/s1/last.safetensors");
+    EXPECT_FALSE(s1.config().controlnet);
+    EXPECT_TRUE(fs::exists(base + "/s1/pool.safetensors"));
+    EXPECT_TRUE(fs::exists(base + "/s1/curves.svg"));
+
+    // Stage 2 on the stage-1 model and its pool: the U-Net stays as it was, the adapter learns.
+    const std::string pool = base + "/s1/pool.safetensors";
+    train_componet(tiny_training(base + "/s2", 2, 6, base + "/s1/last.safetensors", pool), false);
+    polls = 0;
+    train_componet(tiny_training(base + "/s2_parts", 2, 6, base + "/s1/last.safetensors", pool), false, {},
+                   [&] { return ++polls == 3; });
+    train_componet(read_componet_run_options(base + "/s2_parts"), true);
+    EXPECT_EQ(log_without_time(base + "/s2"), log_without_time(base + "/s2_parts"));
+    expect_same_checkpoints(base + "/s2/checkpoint.safetensors", base + "/s2_parts/checkpoint.safetensors");
+    const Componet s2 = Componet::load(base + "/s2/last.safetensors");
+    EXPECT_TRUE(s2.config().controlnet);
+    auto p1 = s1.net().encoder->named_parameters(), p2 = s2.net().encoder->named_parameters();
+    for (const auto& p : p1) EXPECT_TRUE(at::equal(p.value(), p2[p.key()])) << p.key();
+    EXPECT_GT(s2.net().controlnet->zero_middle->weight.abs().sum().item<double>(), 0);
+    // a stage-2 run needs a stage-1 model
+    EXPECT_THROW(train_componet(tiny_training(base + "/bad", 2, 2, base + "/s2/last.safetensors", pool), false), Error);
+}
+
+TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
+    const std::string dir = testutil::temp_dir("componet_generate");
+    Componet m(tiny_config(), 6);
+    m.add_controlnet();
+    scramble(m.net(), 12);
+    const auto vae = generate::Vae::load(tiny_vae());
+    GenerateOptions o;
+    o.sampling.steps = 2;
+    o.candidates = 2;
+    o.select = "norm";
+    const Prompt p = parse_prompt("in: mix; out: bass, drums", m.config().vocabulary);
+    for (double seconds : {1.0, 40.0}) {
+        std::vector<float> x(static_cast<size_t>(seconds * 16000));
+        for (size_t i = 0; i < x.size(); ++i) x[i] = 0.3f * static_cast<float>(std::sin(2 * M_PI * 220 * static_cast<double>(i) / 16000));
+        size_t chunks = 0;
+        const auto g = generate_audio(m, vae, nullptr, nullptr, x, p, o, [&](size_t done, size_t) { chunks = done; });
+        ASSERT_EQ(g.audio.size(), x.size()) << seconds;
+        EXPECT_EQ(chunks, seconds < 5 ? 1u : 9u);
+        double energy = 0;
+        for (float v : g.audio) {
+            ASSERT_TRUE(std::isfinite(v));
+            energy += static_cast<double>(v) * v;
+        }
+        EXPECT_GT(energy, 0);
+    }
+    // The command: a model file, a prompt, the JSON summary with the COCOLA score; bad prompts and files are named.
+    m.save(dir + "/componet.safetensors");
+    std::vector<float> x(16000 * 2);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = 0.2f * static_cast<float>(std::sin(2 * M_PI * 330 * static_cast<double>(i) / 16000));
+    audio::write_wav(dir + "/in.wav", x);
+    const std::string common = " --model " + dir + "/componet.safetensors --vae " + tiny_vae() +
+                               " --vocoder griffin-lim --steps 2 --cocola-model " +
+                               testutil::golden("models/cocola_mel_seed0.safetensors");
+    auto r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"in: piano; out: bass\" -o " + dir + "/out.wav --json" + common);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+    EXPECT_EQ(j.at("prompt"), "in: piano; out: bass");
+    EXPECT_TRUE(j.at("cocola_score").is_number());
+    EXPECT_EQ(audio::load_mono(dir + "/out.wav").size(), x.size());
+    r = testutil::run_cli("generate " + dir + "/in.wav --task remove --in-tags bass,drums,piano --out-tags drums -o " + dir +
+                          "/rm.wav --json" + common);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find("{\n"))).at("prompt"), "in: bass, drums, piano; out: bass, piano");
+    r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"out: kazoo\" -o " + dir + "/k.wav" + common);
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("known tags"), std::string::npos) << r.out;
+    std::ofstream(dir + "/junk.safetensors") << "not a model";
+    r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"out: bass\" -o " + dir + "/k.wav --model " + dir + "/junk.safetensors");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("junk.safetensors"), std::string::npos) << r.out;
+}
