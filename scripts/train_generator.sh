@@ -3,8 +3,12 @@
 # where it stopped; with INSTALL=1 it ships the run's best weights as models/<model>_default.safetensors (float16)
 # with a model card models/<MODEL>.md.
 #
-#   bash scripts/train_generator.sh vae|vocoder                    # start, or resume (Ctrl-C stops safely)
-#   INSTALL=1 TRAIN=0 bash scripts/train_generator.sh vae|vocoder  # ship what the run has so far
+#   bash scripts/train_generator.sh vae|vocoder|componet                    # start, or resume (Ctrl-C stops safely)
+#   INSTALL=1 TRAIN=0 bash scripts/train_generator.sh vae|vocoder|componet  # ship what the run has so far
+#
+# componet trains in two stages on one latent pool (RUN/pool.safetensors, latents of the shipped VAE): stage 1
+# (RUN/stage1, STEPS steps) the U-Net denoiser with its prompt encoder, stage 2 (RUN/stage2, STEPS2 steps, default
+# STEPS / 2) the ControlNet adapter on stage 1's last weights; it ships stage 2's best.
 #
 # Environment: RUN (run folder, default runs/<model>), DATA (where the songs go, default data), STEPS (total steps,
 # default 4000; given again on a resume it lengthens the run), THREADS (CPU threads, default all), DEVICE (cpu or
@@ -30,7 +34,17 @@ case $WHAT in
                  --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 4 --seed 0)
        TITLE="the generator's neural vocoder"
        ABOUT="Vocos-style vocoder: log-mel (64 bands, hop 160) -> ConvNeXt at 100 frames/s -> STFT magnitude and phase (n_fft 640) -> inverse STFT at 16 kHz." ;;
-  *) echo "usage: bash scripts/train_generator.sh vae|vocoder" >&2; exit 2 ;;
+  # CompoNet at CPU scale: U-Net widths 32,64,128 (cross-attention to the prompt on the two lower levels), a
+  # 64-wide prompt encoder of 2 layers, 2.56 s crops (8 x 16 x 64 latents), AdamW 2e-4, a pool of 1000 examples.
+  # The GPU recipe (tools/gpu/train_on_gpu.sh MODEL=componet) is the paper-like default width 64,128,256.
+  componet) ARGS=(--channels 32,64,128 --res-blocks 2 --prompt-dim 64 --prompt-layers 2 --pool-size 1000 --batch 8
+                  --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
+                  --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 0)
+            ARGS2=(--batch 8 --crop-frames 256 --lr 2e-4 --warmup 50 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
+                   --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 1)
+            TITLE="CompoNet, the prompted latent diffusion model with its ControlNet adapter"
+            ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents, prompted with stem tags (\\`in: piano; out: bass, drums\\`) through a small transformer and cross-attention; the ControlNet adapter reads the input stems' latents. Sampled with DDIM and classifier-free guidance by \\`cocola generate\\`." ;;
+  *) echo "usage: bash scripts/train_generator.sh vae|vocoder|componet" >&2; exit 2 ;;
 esac
 bash scripts/setup.sh
 COCOLA=./build/cocola
@@ -43,7 +57,23 @@ THREADS=${THREADS:-0}
 if [[ ${TRAIN:-1} != 0 ]]; then
   echo "== data: procedural demo songs (complete tracks are skipped)"
   $COCOLA synth --demo -o "$DATA/demo"
-  if [[ -f $RUN/checkpoint.safetensors ]]; then
+  if [[ $WHAT == componet ]]; then
+    STEPS2=${STEPS2:-$((STEPS / 2))}
+    for STAGE in 1 2; do
+      SRUN=$RUN/stage$STAGE
+      if [[ $STAGE == 1 ]]; then N=$STEPS; SARGS=("${ARGS[@]}"); else N=$STEPS2; SARGS=("${ARGS2[@]}" --base "$RUN/stage1/last.safetensors"); fi
+      if [[ -f $SRUN/checkpoint.safetensors ]]; then
+        DONE=$(tail -n 1 "$SRUN/log.csv" | cut -d, -f1)
+        if [[ $STAGE == 1 && -d $RUN/stage2 && $DONE -ge $N ]]; then continue; fi
+        echo "== resuming $SRUN to step $N"
+        $COCOLA --threads "$THREADS" componet train --resume "$SRUN" --steps "$N" --device "$DEVICE"
+      else
+        echo "== training $SRUN (stage $STAGE, $N steps)"
+        $COCOLA --threads "$THREADS" componet train --stage "$STAGE" --data "$DATA/demo" -o "$SRUN" --steps "$N" \
+          --pool "$RUN/pool.safetensors" --vae models/vae_default.safetensors --device "$DEVICE" "${SARGS[@]}"
+      fi
+    done
+  elif [[ -f $RUN/checkpoint.safetensors ]]; then
     echo "== resuming $RUN to step $STEPS"
     $COCOLA --threads "$THREADS" "$WHAT" train --resume "$RUN" --steps "$STEPS" --device "$DEVICE"
   else
@@ -53,13 +83,19 @@ if [[ ${TRAIN:-1} != 0 ]]; then
 fi
 
 if [[ ${INSTALL:-0} == 1 ]]; then
-  MODEL=$RUN/best.safetensors
-  [[ -f $MODEL ]] || MODEL=$RUN/last.safetensors
+  LOGRUN=$RUN
+  if [[ $WHAT == componet ]]; then
+    LOGRUN=$RUN/stage2
+    STAGE1_STEPS=$(tail -n 1 "$RUN/stage1/log.csv" | cut -d, -f1)
+    STEPS=${STEPS2:-$((STEPS / 2))}
+  fi
+  MODEL=$LOGRUN/best.safetensors
+  [[ -f $MODEL ]] || MODEL=$LOGRUN/last.safetensors
   echo "== shipping $MODEL"
   mkdir -p models
   $COCOLA "$WHAT" export "$MODEL" -o "models/${WHAT}_default.safetensors" --half
   CARD=models/$(echo "$WHAT" | tr a-z A-Z).md
-  STEP=$(tail -n 1 "$RUN/log.csv" | cut -d, -f1)
+  STEP=$(tail -n 1 "$LOGRUN/log.csv" | cut -d, -f1)
   BEST=$(/usr/bin/python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; m=json.loads(f.read(n))['__metadata__']; print(m.get('step', '?'))" "$MODEL")
   {
     echo "# ${WHAT}_default.safetensors: $TITLE"
@@ -68,21 +104,28 @@ if [[ ${INSTALL:-0} == 1 ]]; then
     echo
     echo "- Trained by: \`bash scripts/train_generator.sh $WHAT\` (run folder \`$(basename "$RUN")\`, $STEP steps of $STEPS;"
     echo "  shipped: the best validation checkpoint, step $BEST, as float16)."
-    echo "- Command: \`cocola $WHAT train --data data/demo -o runs/$WHAT --steps $STEPS ${ARGS[*]}\`"
+    if [[ $WHAT == componet ]]; then
+      echo "- Commands: \`cocola componet train --stage 1 --data data/demo -o runs/componet/stage1 --pool runs/componet/pool.safetensors --vae models/vae_default.safetensors --steps ${STAGE1_STEPS:-?} ${ARGS[*]}\`,"
+      echo "  then \`cocola componet train --stage 2 --data data/demo -o runs/componet/stage2 --pool runs/componet/pool.safetensors --vae models/vae_default.safetensors --steps $STEPS ${ARGS2[*]} --base runs/componet/stage1/last.safetensors\`"
+    else
+      echo "- Command: \`cocola $WHAT train --data data/demo -o runs/$WHAT --steps $STEPS ${ARGS[*]}\`"
+    fi
     echo "- Data: \`cocola synth --demo -o data/demo\`, its train split only (procedural songs, seed 0)."
     echo "- Hardware: $DEVICE$( [[ $DEVICE == cpu ]] && echo ", $(nproc) cores")."
-    echo "- Wall time of the training steps: $(awk -F, 'NR>1 {s += $NF} END {printf "%.2f h", s / 3600}' "$RUN/log.csv")."
+    echo "- Wall time of the training steps: $(cat "$LOGRUN"/../stage1/log.csv "$LOGRUN/log.csv" 2>/dev/null | awk -F, '$1 ~ /^[0-9]/ {s += $NF} END {printf "%.2f h", s / 3600}')."
     echo "- Validation (16 fixed 5.12 s chunks of the valid split), last rows of log.csv:"
     echo
     echo '```'
-    head -n 1 "$RUN/log.csv"
-    awk -F, 'NR>1 && $7 != ""' "$RUN/log.csv" | tail -n 3
+    head -n 1 "$LOGRUN/log.csv"
+    # rows with a validation value (the first val_* column)
+    awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i ~ /^val_/ && !v) v = i; next} $v != ""' "$LOGRUN/log.csv" | tail -n 3
     echo '```'
     echo
     echo "- Config (in the file's metadata): $(/usr/bin/python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; print(json.loads(f.read(n))['__metadata__']['config'])" "models/${WHAT}_default.safetensors")"
     if [[ -n ${CARD_NOTE:-} ]]; then echo; echo "$CARD_NOTE"; fi
     echo
-    echo "Reconstruction numbers on held-out songs: docs/generation.md."
+    if [[ $WHAT == componet ]]; then echo "Generation numbers on held-out songs: docs/generation.md."
+    else echo "Reconstruction numbers on held-out songs: docs/generation.md."; fi
   } > "$CARD"
   echo "models/${WHAT}_default.safetensors, $CARD"
 fi

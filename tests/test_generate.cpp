@@ -138,6 +138,27 @@ TEST(Generate, GriffinLimIterationsBringTheAudioCloserToTheSpectrogram) {
     EXPECT_THROW(generate::griffin_lim(at::zeros({3, 10}), some), Error);
 }
 
+TEST(Generate, SpectrogramsNoAudioCanHaveAreClampedToAudiblesRangeBeforeVocoding) {
+    // A decoder overshooting to hundreds of dB (seen from the VAE on silent chunks) gave audio of 1e15 and an
+    // infinite log-mel distance; clamped at kMelCeilingDb the audio stays finite and bounded.
+    generate::GriffinLimOptions gl;
+    gl.iterations = 4;
+    const at::Tensor wild = at::full({64, 200}, 400.0f);
+    const auto y = generate::griffin_lim(wild, gl);
+    const auto ceiling = generate::griffin_lim(at::full({64, 200}, static_cast<float>(generate::kMelCeilingDb)), gl);
+    EXPECT_EQ(y, ceiling);
+    double peak = 0;
+    for (float v : y) {
+        ASSERT_TRUE(std::isfinite(v));
+        peak = std::max(peak, static_cast<double>(std::abs(v)));
+    }
+    EXPECT_LT(peak, 1e3);
+    EXPECT_TRUE(std::isfinite(generate::log_mel_l1(y.data(), test_tone(y.size()).data(), y.size())));
+    // Below the front-end's floor is the floor.
+    EXPECT_TRUE(at::equal(generate::mel_to_linear_magnitude(at::full({64, 20}, -300.0f)),
+                          generate::mel_to_linear_magnitude(at::full({64, 20}, static_cast<float>(generate::kMelFloorDb)))));
+}
+
 TEST(Generate, DistancesAreZeroForIdenticalClipsAndGrowWithTheDifference) {
     const auto x = test_tone(16000), y = test_tone(16000, 233);
     EXPECT_EQ(generate::log_mel_l1(x.data(), x.data(), x.size()), 0.0);
@@ -172,7 +193,13 @@ TEST(Generate, VaeShapesKlAndRoundTripOfItsLatents) {
     // Audio of any length: chunks of 5.12 s, the last padded.
     const at::Tensor za = generate::encode_audio(vae, test_tone(100000));
     EXPECT_EQ(za.sizes(), (at::IntArrayRef{2, 4, 16, 128}));
-    EXPECT_EQ(generate::decode_to_mel(vae, za).sizes(), (at::IntArrayRef{64, 1024}));
+    const at::Tensor decoded = generate::decode_to_mel(vae, za);
+    EXPECT_EQ(decoded.sizes(), (at::IntArrayRef{64, 1024}));
+    // Whatever the decoder says, what goes on to a vocoder is a spectrogram audio can have.
+    EXPECT_TRUE(at::equal(generate::decode_to_mel(vae, za * 1e4),
+                          generate::decode_to_mel(vae, za * 1e4).clamp(generate::kMelFloorDb, generate::kMelCeilingDb)));
+    EXPECT_LE(decoded.max().item<double>(), generate::kMelCeilingDb);
+    EXPECT_GE(decoded.min().item<double>(), generate::kMelFloorDb);
 }
 
 TEST(Generate, VaeWeightsAreWrittenAndReadBackBitIdenticallyAndBadFilesAreRefusedByName) {

@@ -23,6 +23,10 @@ constexpr int64_t kHopSamples = 160;              // samples per frame
 constexpr int64_t kChunkSamples = kChunkFrames * kHopSamples;  // 81920
 constexpr int kMelBands = 64;
 constexpr double kMelFloorDb = -100.0;            // the front-end's floor: 10 log10(1e-10)
+// Above anything audio in [-1, 1] gives (a full-scale sine or square wave reaches 44 dB): decoded or generated
+// spectrograms are clamped to [kMelFloorDb, kMelCeilingDb] before vocoding, so that a decoder's overshoot on
+// input it never saw cannot become audio of 10^15 (and a spectrogram of Inf).
+constexpr double kMelCeilingDb = 60.0;
 
 // ---------------------------------------------------------------- the spectrogram
 // Log-mel [64, frames] (dB) of a clip of n samples at 16 kHz: COCOLA's mel front-end, frames = n / 160 (the
@@ -41,7 +45,8 @@ struct GriffinLimOptions {
 // non-negative least-squares fit through the mel filterbank, then phases by Griffin-Lim on the front-end's
 // STFT (n_fft 1024, Hann window of 400, hop 160). No weights: always available, the baseline.
 std::vector<float> griffin_lim(const at::Tensor& mel_db, const GriffinLimOptions& options = {});
-// The linear STFT magnitudes [513, frames] that fit a log-mel spectrogram best (non-negative least squares).
+// The linear STFT magnitudes [513, frames] that fit a log-mel spectrogram best (non-negative least squares);
+// the spectrogram is first clamped to [kMelFloorDb, kMelCeilingDb].
 at::Tensor mel_to_linear_magnitude(const at::Tensor& mel_db);
 
 // ---------------------------------------------------------------- distances between two clips
@@ -115,7 +120,8 @@ at::Tensor kl_divergence(const at::Tensor& mean, const at::Tensor& logvar);
 
 // Encodes audio of any length to latents [chunks, C, 16, 128]: 5.12 s chunks, the last zero-padded.
 at::Tensor encode_audio(const Vae& vae, const std::vector<float>& audio);
-// Decodes latents [chunks, C, h, w] to one mel spectrogram [64, chunks * w * d] (dB).
+// Decodes latents [chunks, C, h, w] to one mel spectrogram [64, chunks * w * d] (dB), clamped to
+// [kMelFloorDb, kMelCeilingDb].
 at::Tensor decode_to_mel(const Vae& vae, const at::Tensor& latents);
 
 // ---------------------------------------------------------------- training a generator's model

@@ -70,7 +70,7 @@ at::Tensor mel_to_linear_magnitude(const at::Tensor& mel_db) {
     check_mel(mel_db, "mel to linear");
     torch::NoGradGuard no_grad;
     const at::Tensor& F = mel_filterbank();                               // [64, 513]
-    const at::Tensor P = at::pow(10.0, mel_db.to(at::kDouble).cpu() / 10.0);  // mel power [64, T]
+    const at::Tensor P = at::pow(10.0, mel_db.to(at::kDouble).cpu().clamp(kMelFloorDb, kMelCeilingDb) / 10.0);  // [64, T]
     // Non-negative least squares min |F S - P| over S >= 0 by multiplicative updates (Lee & Seung), started from
     // the clamped pseudo-inverse solution; bins no filter covers (below 60 Hz, above 7.8 kHz) stay at zero.
     // F^T (F S) rather than (F^T F) S: 64 bands against 513 bins, 4x fewer operations.

@@ -279,7 +279,8 @@ at::Tensor decode_to_mel(const Vae& vae, const at::Tensor& latents) {
         const at::Tensor mel = vae.decode(latents.slice(0, i, std::min(latents.size(0), i + 4))).cpu();
         for (int64_t b = 0; b < mel.size(0); ++b) out.push_back(mel[b]);
     }
-    return at::cat(out, 1);  // [64, chunks * frames]
+    // A spectrogram audio can have: the decoder is unbounded and overshoots on latents unlike its training set.
+    return at::cat(out, 1).clamp(kMelFloorDb, kMelCeilingDb);  // [64, chunks * frames]
 }
 
 }  // namespace cocola::generate
