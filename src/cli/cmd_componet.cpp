@@ -40,7 +40,7 @@ Runner add_componet_train(CLI::App& app) {
                "by 16. The first run of a pool encodes it (progress shown). Ctrl-C stops after the current step with a\n"
                "checkpoint; a killed run continues with --resume RUN, identically.");
     return [o, &app]() {
-        if (o->t.vae.empty() && o->cli.resume.empty()) o->t.vae = default_generator_path("vae_default");
+        if (o->t.vae.empty() && o->cli.resume.empty()) o->t.vae = default_generator_path("vae_default", "--vae");
         const GeneratorCommand<componet::ComponetTrainOptions> cmd{
             componet::read_componet_run_options, componet::apply_componet_resumable_options,
             componet::componet_fixed_on_resume_flags, [](componet::ComponetTrainOptions t, bool resume, const train::RowCallback& row,

@@ -52,10 +52,10 @@ Runner add_eval_resynth_command(CLI::App& app) {
         std::unique_ptr<generate::Vocoder> neural;
         for (const auto& p : o->paths) {
             if ((p == "vae" || p == "vae-neural") && !vae)
-                vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae));
+                vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default", "--vae") : o->vae));
             if ((p == "mel-neural" || p == "vae-neural") && !neural)
                 neural = std::make_unique<generate::Vocoder>(generate::Vocoder::load(
-                    o->vocoder.empty() ? default_generator_path("vocoder_default") : o->vocoder));
+                    o->vocoder.empty() ? default_generator_path("vocoder_default", "--vocoder-model") : o->vocoder));
         }
         fs::create_directories(o->out + "/examples");
         generate::GriffinLimOptions gl;

@@ -142,12 +142,12 @@ Runner add_generate_command(CLI::App& app) {
             jobs.push_back({o->in, o->out, default_prompt});
         }
 
-        auto model = componet::Componet::load(o->model.empty() ? default_generator_path("componet_default") : o->model);
-        const auto vae = generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae);
+        auto model = componet::Componet::load(o->model.empty() ? default_generator_path("componet_default", "--model") : o->model);
+        const auto vae = generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default", "--vae") : o->vae);
         std::unique_ptr<generate::Vocoder> vocoder;
         if (o->vocoder == "neural")
             vocoder = std::make_unique<generate::Vocoder>(
-                generate::Vocoder::load(o->vocoder_model.empty() ? default_generator_path("vocoder_default") : o->vocoder_model));
+                generate::Vocoder::load(o->vocoder_model.empty() ? default_generator_path("vocoder_default", "--vocoder-model") : o->vocoder_model));
         std::unique_ptr<model::Model> judge;
         const std::string judge_path = o->cocola_model.empty() ? default_model_path() : o->cocola_model;
         if (!judge_path.empty()) judge = std::make_unique<model::Model>(model::Model::load(judge_path));

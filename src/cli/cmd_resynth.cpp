@@ -37,11 +37,11 @@ Runner add_resynth_command(CLI::App& app) {
         if (frames < 8) throw Error(o->in + ": too short to resynthesize (under 80 ms)");
         std::unique_ptr<generate::Vae> vae;
         if (o->via == "vae")
-            vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default") : o->vae));
+            vae = std::make_unique<generate::Vae>(generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default", "--vae") : o->vae));
         std::unique_ptr<generate::Vocoder> neural;
         if (o->vocoder == "neural")
             neural = std::make_unique<generate::Vocoder>(generate::Vocoder::load(
-                o->vocoder_model.empty() ? default_generator_path("vocoder_default") : o->vocoder_model));
+                o->vocoder_model.empty() ? default_generator_path("vocoder_default", "--vocoder-model") : o->vocoder_model));
         generate::GriffinLimOptions g;
         g.iterations = o->iterations;
         g.seed = o->seed;

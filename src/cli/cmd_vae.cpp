@@ -131,7 +131,7 @@ Runner add_vae_export(CLI::App& app) {
 
 }  // namespace
 
-std::string default_generator_path(const std::string& name) {
+std::string default_generator_path(const std::string& name, const std::string& flag) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -143,7 +143,7 @@ std::string default_generator_path(const std::string& name) {
     candidates.push_back(fs::path(COCOLA_SOURCE_DIR) / ("models/" + name + ".safetensors"));
     for (const auto& c : candidates)
         if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
-    throw Error("no " + name + ".safetensors in models/: give the weights with -m (or --vae)");
+    throw Error("no " + name + ".safetensors in models/ (not trained and shipped yet?): give the weights with " + flag);
 }
 
 Runner add_vae_command(CLI::App& app) {

@@ -26,7 +26,7 @@ Runner add_eval_resynth_command(CLI::App& app);
 
 // Where shipped generator weights live (models/<name>.safetensors in the source tree or next to the binary);
 // throws cocola::Error when there are none.
-std::string default_generator_path(const std::string& name);
+std::string default_generator_path(const std::string& name, const std::string& flag = "-m");
 
 // Where the shipped default model lives (models/ in the source tree, or next to the installed binary).
 std::string default_model_path();
