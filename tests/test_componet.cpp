@@ -23,6 +23,8 @@ using namespace cocola::componet;
 namespace fs = std::filesystem;
 
 namespace {
+using testutil::log_without_time;
+using testutil::read_all;
 
 ComponetConfig tiny_config() {
     ComponetConfig c;
@@ -95,20 +97,6 @@ ComponetTrainOptions tiny_training(const std::string& run, int stage, int64_t st
     o.ema_decay = 0.9;
     o.seed = 5;
     return o;
-}
-
-std::string read_all(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::string log_without_time(const std::string& run) {
-    std::stringstream in(read_all(run + "/log.csv")), out;
-    std::string line;
-    while (std::getline(in, line)) out << line.substr(0, line.rfind(',')) << "\n";
-    return out.str();
 }
 
 void expect_same_checkpoints(const std::string& a_path, const std::string& b_path) {

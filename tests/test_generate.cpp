@@ -25,6 +25,8 @@ using namespace cocola;
 namespace fs = std::filesystem;
 
 namespace {
+using testutil::log_without_time;
+using testutil::read_all;
 
 // A tone with a slow vibrato and a decaying click every half second: pitch, harmonics and onsets.
 std::vector<float> test_tone(size_t n, double f0 = 220) {
@@ -78,21 +80,6 @@ generate::VaeTrainOptions tiny_training(const std::string& run, int64_t steps) {
     o.ema_decay = 0.9;
     o.seed = 4;
     return o;
-}
-
-std::string read_all(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-// log.csv without its wall-time column (the last).
-std::string log_without_time(const std::string& run) {
-    std::stringstream in(read_all(run + "/log.csv")), out;
-    std::string line;
-    while (std::getline(in, line)) out << line.substr(0, line.rfind(',')) << "\n";
-    return out.str();
 }
 
 }  // namespace

@@ -17,13 +17,8 @@ using namespace cocola;
 namespace fs = std::filesystem;
 
 namespace {
-std::string read_all(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
+using testutil::log_without_time;
+using testutil::read_all;
 // One parameter with a fixed gradient.
 train::NamedTensors one_param(std::vector<float> value, std::vector<float> grad) {
     at::Tensor p = at::tensor(value).requires_grad_(true);

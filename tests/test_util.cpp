@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <memory>
 #include <sys/wait.h>
@@ -61,6 +63,20 @@ RunResult run_cli(const std::string& args) {
     int status = pclose(pipe.release());
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
+}
+
+std::string read_all(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string log_without_time(const std::string& run_dir) {
+    std::stringstream in(read_all(run_dir + "/log.csv")), out;
+    std::string line;
+    while (std::getline(in, line)) out << line.substr(0, line.rfind(',')) << "\n";
+    return out.str();
 }
 
 }  // namespace testutil

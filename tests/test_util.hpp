@@ -14,6 +14,12 @@ inline std::string golden(const std::string& rel) { return data("golden/" + rel)
 // or with COCOLA_KEEP_TEST_DIRS set).
 std::string temp_dir(const std::string& tag);
 
+// The whole text of a file ("" when it cannot be read).
+std::string read_all(const std::string& path);
+// A run's log.csv without its wall-time column (the last): what must equal between a resumed and an
+// uninterrupted run.
+std::string log_without_time(const std::string& run_dir);
+
 struct RunResult {
     int code;
     std::string out;  // stdout and stderr together

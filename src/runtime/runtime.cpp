@@ -1,5 +1,6 @@
 #include "cocola/runtime.hpp"
 
+#include <dlfcn.h>
 #include <omp.h>
 
 #include <thread>
@@ -15,6 +16,15 @@ void set_threads(int n) {
     // checkpoints and cost up to 2x. Flushing them to zero changes results far below any tolerance.
     at::globalContext().setFlushDenormal(true);
     omp_set_num_threads(n);
+    // libtorch parallelises over the batch and channels and calls BLAS from each of its threads; OpenBLAS's
+    // pthread build would start its own n threads inside each of them and busy-wait, oversubscribing the cores
+    // (measured by bench_componet on 2 cores: the denoiser at 2 threads ran 2.2 passes/s with OpenBLAS threads,
+    // 3.5 without). So BLAS runs single-threaded inside torch's threads. Looked up at run time: other BLAS
+    // builds (MKL in official LibTorch) lack the symbol and manage their threads themselves.
+    using SetBlasThreads = void (*)(int);
+    static const auto set_blas_threads =
+        reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (set_blas_threads) set_blas_threads(1);
 }
 
 int threads() { return at::get_num_threads(); }
