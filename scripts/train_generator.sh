@@ -40,10 +40,10 @@ case $WHAT in
   componet) ARGS=(--channels 32,64,128 --res-blocks 2 --prompt-dim 64 --prompt-layers 2 --pool-size 1000 --batch 8
                   --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
                   --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 0)
-            ARGS2=(--batch 8 --crop-frames 256 --lr 2e-4 --warmup 50 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
+            ARGS2=(--pool-size 1000 --batch 8 --crop-frames 256 --lr 2e-4 --warmup 50 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
                    --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 1)
             TITLE="CompoNet, the prompted latent diffusion model with its ControlNet adapter"
-            ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents, prompted with stem tags (\\`in: piano; out: bass, drums\\`) through a small transformer and cross-attention; the ControlNet adapter reads the input stems' latents. Sampled with DDIM and classifier-free guidance by \\`cocola generate\\`." ;;
+            ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents, prompted with stem tags (\`in: piano; out: bass, drums\`) through a small transformer and cross-attention; the ControlNet adapter reads the input stems' latents. Sampled with DDIM and classifier-free guidance by \`cocola generate\`." ;;
   *) echo "usage: bash scripts/train_generator.sh vae|vocoder|componet" >&2; exit 2 ;;
 esac
 bash scripts/setup.sh

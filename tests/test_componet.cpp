@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "cocola/data.hpp"
 #include "cocola/error.hpp"
 #include "cocola/generate.hpp"
+#include "cocola/generation_eval.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/synth.hpp"
 #include "generate/componet_net.hpp"
@@ -337,4 +339,97 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
     r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"out: bass\" -o " + dir + "/k.wav --model " + dir + "/junk.safetensors");
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("junk.safetensors"), std::string::npos) << r.out;
+}
+
+TEST(GenerationEval, SiSdrIsScaleInvariantAndFallsWithTheNoise) {
+    std::vector<float> x(16000), y(16000), noisy(16000), silent(16000, 0.f);
+    at::Generator g = at::detail::createCPUGenerator(4);
+    const at::Tensor n = at::randn({16000}, g, at::kFloat);
+    for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = static_cast<float>(0.5 * std::sin(2 * M_PI * 440 * static_cast<double>(i) / 16000));
+        y[i] = -3.f * x[i];
+        noisy[i] = x[i] + 0.05f * n[static_cast<int64_t>(i)].item<float>();
+    }
+    EXPECT_EQ(si_sdr(x.data(), x.data(), x.size()), INFINITY);
+    EXPECT_GT(si_sdr(y.data(), x.data(), x.size()), 100);  // any scale, either sign (up to float rounding)
+    // A sine of power 0.125 with white noise of power 0.0025: 10 log10(50) = 17 dB.
+    EXPECT_NEAR(si_sdr(noisy.data(), x.data(), x.size()), 17.0, 0.5);
+    EXPECT_TRUE(std::isnan(si_sdr(x.data(), silent.data(), x.size())));
+}
+
+TEST(GenerationEval, ItemsAreDeterministicAndSplitTheStemsAsTheirTaskSays) {
+    const data::StemCache cache(song_cache());
+    const auto vocab = builtin_tags();
+    for (const std::string task : {"accompany", "extract"}) {
+        const auto a = draw_generation_items(cache, "songs", "", task, 5, 3, vocab);
+        const auto b = draw_generation_items(cache, "songs", "", task, 5, 3, vocab);
+        ASSERT_EQ(a.size(), 5u);
+        ASSERT_EQ(b.size(), 5u);
+        for (size_t i = 0; i < a.size(); ++i) {
+            EXPECT_EQ(a[i].index, i);
+            EXPECT_EQ(a[i].input, b[i].input);
+            EXPECT_EQ(a[i].random, b[i].random);
+            EXPECT_NE(a[i].track, a[i].random_track);
+            EXPECT_EQ(a[i].input.size(), static_cast<size_t>(generate::kChunkSamples));
+            ASSERT_FALSE(a[i].prompt.out.empty());
+            ASSERT_FALSE(a[i].prompt.in.empty());
+            if (task == "extract") {
+                ASSERT_EQ(a[i].prompt.out.size(), 1u);
+                EXPECT_NE(std::find(a[i].prompt.in.begin(), a[i].prompt.in.end(), a[i].prompt.out[0]), a[i].prompt.in.end());
+            } else {
+                for (const auto& t : a[i].prompt.out)
+                    EXPECT_EQ(std::find(a[i].prompt.in.begin(), a[i].prompt.in.end(), t), a[i].prompt.in.end());
+            }
+        }
+        EXPECT_NE(draw_generation_items(cache, "songs", "", task, 1, 4, vocab)[0].input, a[0].input);
+    }
+    // The truth measured against itself; a stem vocabulary that knows none of the songs' stems finds no item.
+    const auto items = draw_generation_items(cache, "songs", "", "extract", 1, 3, vocab);
+    const auto m = measure_output(nullptr, items[0], items[0].target);
+    EXPECT_TRUE(std::isnan(m.cocola));
+    EXPECT_EQ(m.log_mel_l1, 0.0);
+    EXPECT_THROW(draw_generation_items(cache, "songs", "", "extract", 1, 3, {"kazoo"}), Error);
+    EXPECT_THROW(draw_generation_items(cache, "songs", "", "sing", 1, 3, vocab), Error);
+}
+
+TEST(GenerationEval, TheCommandWritesItsTablesAndResumesWithoutRedoingItems) {
+    const std::string dir = testutil::temp_dir("componet_eval_generation");
+    Componet m(tiny_config(), 6);
+    m.add_controlnet();
+    scramble(m.net(), 13);
+    m.save(dir + "/componet.safetensors");
+    const std::string args = "eval-generation --data " + song_cache() + " --split all --n 2 --steps 2 --examples 1 "
+                             "--vocoder griffin-lim --model " + dir + "/componet.safetensors --vae " + tiny_vae() +
+                             " -m " + testutil::golden("models/cocola_mel_seed0.safetensors") + " -o " + dir + "/ev";
+    auto r = testutil::run_cli(args);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto table = nlohmann::json::parse(read_all(dir + "/ev/table.json"));
+    ASSERT_EQ(table.size(), 8u);  // 2 tasks x 4 generators
+    for (const auto& row : table) {
+        EXPECT_EQ(row.at("items"), 2);
+        EXPECT_TRUE(row.at("cocola_score").is_number()) << row.dump();
+        if (row.at("generator") == "truth") {
+            EXPECT_DOUBLE_EQ(row.at("cocola_score_of_truth").get<double>(), 1.0);
+            EXPECT_DOUBLE_EQ(row.at("cocola_random_to_truth").get<double>(), 1.0);
+        }
+        if (row.at("generator") == "random") EXPECT_DOUBLE_EQ(row.at("cocola_random_to_truth").get<double>(), 0.0);
+        if (row.at("generator") == "componet") EXPECT_GT(row.at("log_mel_l1_db").get<double>(), 0);
+    }
+    EXPECT_TRUE(fs::exists(dir + "/ev/audio/cache_accompany_0_componet.wav"));
+    EXPECT_TRUE(fs::exists(dir + "/ev/audio/cache_extract_0_target.wav"));
+    const std::string lines = read_all(dir + "/ev/items.jsonl");
+    EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 16);
+    // Again without --resume: refused; with it: nothing is made again and the table is the same.
+    r = testutil::run_cli(args);
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
+    const std::string before = read_all(dir + "/ev/table.json");
+    r = testutil::run_cli(args + " --resume");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(read_all(dir + "/ev/items.jsonl"), lines);
+    EXPECT_EQ(read_all(dir + "/ev/table.json"), before);
+    // --resume with other options is refused, naming the settings file
+    r = testutil::run_cli(args + " --resume --guidance 3");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("settings.json"), std::string::npos) << r.out;
 }

@@ -23,6 +23,7 @@ Runner add_resynth_command(CLI::App& app);
 Runner add_componet_command(CLI::App& app);
 Runner add_generate_command(CLI::App& app);
 Runner add_eval_resynth_command(CLI::App& app);
+Runner add_eval_generation_command(CLI::App& app);
 
 // Where shipped generator weights live (models/<name>.safetensors in the source tree or next to the binary);
 // throws cocola::Error when there are none.

@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
         cocola::cli::add_resynth_command);
     add("eval-resynth", "What resynthesis keeps: distances and the K = 2 accuracy of resynthesized sub-mixes",
         cocola::cli::add_eval_resynth_command);
+    add("eval-generation", "How coherent generated stems are with their input (COCOLA score), per task, beside the truth and random",
+        cocola::cli::add_eval_generation_command);
     add("plot", "Chart the training curves of one or more runs (SVG)", cocola::cli::add_plot_command);
 
     try {

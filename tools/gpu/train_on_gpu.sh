@@ -20,6 +20,8 @@
 # songs, GEN_ARGS, default: scripts/train_generator.sh's recipe at a constant rate, since the run ends on the
 # clock): its best, last and checkpoint files come back, so the run can continue on the CPU (copy the run folder;
 # its options.json names the cache by absolute path, which must then exist: re-run `cocola data index`).
+# MODEL=componet trains CompoNet's two stages (STAGE1_AT, C1_ARGS, C2_ARGS: see its branch below); bring the parts
+# back with `cat componet-stage2-best.part* > best.safetensors` and ship with `cocola componet export --half`.
 set -uo pipefail
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
 R=$PWD; D=$R/.dev; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -74,6 +76,39 @@ echo "== [$(el)s] data rendered; training on $DATA"
 # at a tenth of it, docs/training.md section 11; without its cosine decay, since this stage ends on the clock,
 # not at --steps) continues from its last weights until STOP_AT; its models come back.
 MODEL=${MODEL:-cocola}
+if [ "$MODEL" = componet ]; then
+  # Two stages on one latent pool of the shipped VAE (models/vae_default, in the tree): stage 1 (the U-Net and
+  # its prompt encoder) until STAGE1_AT s after the start (default two thirds of STOP_AT), stage 2 (the ControlNet
+  # adapter on stage 1's last weights) until STOP_AT. A second call on the same warm machine resumes both runs
+  # (runs/gpu-componet stays there); their best, last and checkpoint files come back in 15 MB parts.
+  STAGE1_AT=${STAGE1_AT:-$((STOP_AT * 2 / 3))}
+  C1_ARGS=${C1_ARGS:---channels 64,128,256 --res-blocks 2 --prompt-dim 128 --prompt-layers 2 --pool-size 4000 --batch 32 --crop-frames 256 --lr 2e-4 --warmup 200 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --keep-snapshots 1 --seed 0}
+  C2_ARGS=${C2_ARGS:---batch 32 --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --keep-snapshots 1 --seed 1}
+  RD=runs/gpu-componet
+  train_stage() {  # stage, seconds, arguments for a new run
+    local S=$1 B=$2; shift 2
+    [ $B -gt 30 ] || { echo "== no time left for stage $S ($B s)"; return 1; }
+    if [ -f $RD/stage$S/checkpoint.safetensors ]; then
+      echo "== [$(el)s] stage $S resumed for at most $B s"
+      timeout -s INT $B "$C" --threads "$(nproc)" componet train --resume $RD/stage$S --steps 1000000 --device cuda > $L/train$S.log 2>&1
+    else
+      echo "== [$(el)s] stage $S for at most $B s: $*"
+      timeout -s INT $B "$C" --threads "$(nproc)" componet train --stage $S --data $SONGS -o $RD/stage$S \
+        --pool $RD/pool.safetensors --vae models/vae_default.safetensors --device cuda "$@" > $L/train$S.log 2>&1
+    fi
+    echo "== [$(el)s] stage $S exit $?"; tr '\r' '\n' < $L/train$S.log | grep -v "^$" | tail -3
+    awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i ~ /^val_/ && !v) v = i; print; next} $v != ""' $RD/stage$S/log.csv | tail -4
+    cp $RD/stage$S/log.csv $L/stage${S}_log.csv; cp $RD/stage$S/options.json $L/stage${S}_options.json 2>/dev/null
+  }
+  # shellcheck disable=SC2086
+  train_stage 1 $((STAGE1_AT - $(el))) $C1_ARGS
+  # shellcheck disable=SC2086
+  [ -f $RD/stage1/last.safetensors ] && train_stage 2 $((STOP_AT - $(el))) $C2_ARGS --base $RD/stage1/last.safetensors
+  for S in 1 2; do for m in best last checkpoint; do
+    [ -f $RD/stage$S/$m.safetensors ] && split -b 15M -d $RD/stage$S/$m.safetensors "$OUT"/componet-stage$S-$m.part
+  done; done
+  ls -la "$OUT"; echo "== [$(el)s] done"; exit 0
+fi
 if [ "$MODEL" = vae ] || [ "$MODEL" = vocoder ]; then
   case $MODEL in
     vae) GEN_ARGS=${GEN_ARGS:---steps 1000000 --width 32 --channel-mult 1,2,4 --latent-channels 8 --batch 32 --crop-frames 128 --lr 2e-4 --warmup 100 --lr-decay none --kl-weight 1e-5 --clip-grad-norm 1 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0} ;;

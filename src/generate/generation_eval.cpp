@@ -1,0 +1,202 @@
+// Measuring generation (generation_eval.hpp).
+#include "cocola/generation_eval.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "cocola/error.hpp"
+#include "cocola/generate.hpp"
+#include "cocola/rng.hpp"
+#include "cocola/score.hpp"
+
+namespace cocola::componet {
+
+const std::vector<std::string>& generation_tasks() {
+    static const std::vector<std::string> t = {"accompany", "extract"};
+    return t;
+}
+const std::vector<std::string>& generation_generators() {
+    static const std::vector<std::string> g = {"componet", "truth", "resynth", "random"};
+    return g;
+}
+
+namespace {
+
+const uint64_t kItemDraws = 0x6e17u;
+
+// A chunk's active stems whose tags the vocabulary knows, and every stem's tag.
+std::vector<int> usable_stems(const data::StemCache& cache, size_t t, int64_t offset, const std::set<std::string>& known,
+                              std::vector<Tag>& tags) {
+    const auto& track = cache.track(t);
+    std::vector<std::string> classes;
+    for (const auto& s : track.stems) classes.push_back(s.cls);
+    tags = tags_for_classes(classes);
+    std::vector<int> out;
+    for (int s : cache.active_stems(t, offset, generate::kChunkSamples, data::ActivityRule{}))
+        if (known.count(tags[static_cast<size_t>(s)].name)) out.push_back(s);
+    return out;
+}
+
+std::vector<float> mix(const data::StemCache& cache, size_t t, int64_t offset, const std::vector<int>& stems) {
+    std::vector<float> out(static_cast<size_t>(generate::kChunkSamples), 0.f);
+    for (size_t i = 0; i < stems.size(); ++i)
+        cache.read(t, static_cast<size_t>(stems[i]), offset, generate::kChunkSamples, out.data(), i > 0);
+    return out;
+}
+
+int64_t random_offset(const data::CachedTrack& track, Rng& rng) {
+    const int64_t last = std::max<int64_t>(0, (track.length - generate::kChunkSamples) / generate::kHopSamples);
+    return rng.range(0, last) * generate::kHopSamples;
+}
+
+void mean_ci(const std::vector<double>& v, double& mean, double& ci95) {
+    mean = ci95 = NAN;
+    if (v.empty()) return;
+    double s = 0;
+    for (double x : v) s += x;
+    mean = s / static_cast<double>(v.size());
+    if (v.size() < 2) return;
+    double ss = 0;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    ci95 = 1.96 * std::sqrt(ss / static_cast<double>(v.size() - 1) / static_cast<double>(v.size()));
+}
+
+}  // namespace
+
+std::vector<GenerationItem> draw_generation_items(const data::StemCache& cache, const std::string& set,
+                                                  const std::string& split, const std::string& task, size_t n,
+                                                  uint64_t seed, const std::vector<std::string>& vocabulary) {
+    const auto& tasks = generation_tasks();
+    if (std::find(tasks.begin(), tasks.end(), task) == tasks.end()) throw Error("unknown task \"" + task + "\"");
+    const std::set<std::string> known(vocabulary.begin(), vocabulary.end());
+    std::vector<size_t> tracks;
+    for (size_t t : cache.tracks_in(split))
+        if (cache.track(t).length >= generate::kChunkSamples) tracks.push_back(t);
+    if (tracks.size() < 2)
+        throw Error(cache.dir() + ": the \"" + split + "\" split has " + std::to_string(tracks.size()) +
+                    " song(s) of at least 5.12 s; the evaluation needs two (one gives the random row)");
+    const uint64_t task_seed = mix_seed(mix_seed(seed, kItemDraws), task == "accompany" ? 1 : 2);
+    std::vector<GenerationItem> items;
+    const size_t max_tries = 200 * std::max<size_t>(n, 1);
+    for (size_t attempt = 0; items.size() < n && attempt < max_tries; ++attempt) {
+        Rng rng(mix_seed(task_seed, attempt));
+        const size_t t = tracks[static_cast<size_t>(rng.range(0, static_cast<int64_t>(tracks.size()) - 1))];
+        const int64_t offset = random_offset(cache.track(t), rng);
+        std::vector<Tag> tags;
+        const std::vector<int> stems = usable_stems(cache, t, offset, known, tags);
+        if (stems.size() < 2) continue;
+        std::vector<int> in, out;
+        if (task == "accompany") {
+            // A non-empty proper subset: each stem in with probability 1/2, drawn again until both sides have one.
+            while (in.empty() || out.empty()) {
+                in.clear(), out.clear();
+                for (int s : stems) (rng.chance(0.5) ? in : out).push_back(s);
+            }
+        } else {
+            in = stems;
+            out = {stems[static_cast<size_t>(rng.range(0, static_cast<int64_t>(stems.size()) - 1))]};
+        }
+        // The random row: a sub-mix of another song at a random place, among its active stems (any, if none is).
+        size_t r = t;
+        while (r == t) r = tracks[static_cast<size_t>(rng.range(0, static_cast<int64_t>(tracks.size()) - 1))];
+        const int64_t r_offset = random_offset(cache.track(r), rng);
+        std::vector<int> r_stems = cache.active_stems(r, r_offset, generate::kChunkSamples, data::ActivityRule{});
+        if (r_stems.empty())
+            for (size_t s = 0; s < cache.track(r).stems.size(); ++s) r_stems.push_back(static_cast<int>(s));
+        std::vector<int> r_chosen;
+        while (r_chosen.empty())
+            for (int s : r_stems)
+                if (rng.chance(0.5)) r_chosen.push_back(s);
+
+        GenerationItem item;
+        item.set = set;
+        item.task = task;
+        item.index = items.size();
+        item.track = cache.track(t).id;
+        item.random_track = cache.track(r).id;
+        item.offset = offset;
+        for (int s : in) item.prompt.in.push_back(tags[static_cast<size_t>(s)]);
+        for (int s : out) item.prompt.out.push_back(tags[static_cast<size_t>(s)]);
+        item.input = mix(cache, t, offset, in);
+        item.target = mix(cache, t, offset, out);
+        item.random = mix(cache, r, r_offset, r_chosen);
+        items.push_back(std::move(item));
+    }
+    if (items.empty())
+        throw Error(cache.dir() + ": no chunk of the \"" + split + "\" split has two active stems this CompoNet knows");
+    return items;
+}
+
+double si_sdr(const float* estimate, const float* reference, size_t n) {
+    if (n == 0) return NAN;
+    double me = 0, mr = 0;
+    for (size_t i = 0; i < n; ++i) me += estimate[i], mr += reference[i];
+    me /= static_cast<double>(n), mr /= static_cast<double>(n);
+    double dot = 0, rr = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double r = reference[i] - mr;
+        dot += (estimate[i] - me) * r;
+        rr += r * r;
+    }
+    if (rr <= 0) return NAN;
+    const double alpha = dot / rr;
+    double target = 0, noise = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double s = alpha * (reference[i] - mr), e = (estimate[i] - me) - s;
+        target += s * s;
+        noise += e * e;
+    }
+    if (noise <= 0) return INFINITY;
+    if (target <= 0) return -INFINITY;
+    return 10 * std::log10(target / noise);
+}
+
+OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output) {
+    const size_t n = static_cast<size_t>(generate::kChunkSamples);
+    if (output.size() != n || item.input.size() != n || item.target.size() != n)
+        throw Error("measure_output: the clips must have " + std::to_string(n) + " samples");
+    OutputMeasures m;
+    if (judge) {
+        const auto emb = eval::embed_clips(*judge, {item.input, output}, eval::ScoreOptions{});
+        for (const auto& e : emb)
+            if (!e.error.empty()) throw Error("scoring an output: " + e.error);
+        m.cocola = judge->similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[1].embeddings.slice(0, 0, 1)).item<double>();
+    }
+    m.log_mel_l1 = generate::log_mel_l1(output.data(), item.target.data(), n);
+    m.si_sdr = si_sdr(output.data(), item.target.data(), n);
+    return m;
+}
+
+std::vector<GenerationRow> summarize_generation(const std::vector<MeasuredItem>& items) {
+    std::vector<std::tuple<std::string, std::string, std::string>> order;
+    std::map<std::tuple<std::string, std::string, std::string>, std::vector<const MeasuredItem*>> groups;
+    auto add = [&](const std::tuple<std::string, std::string, std::string>& key, const MeasuredItem* it) {
+        if (!groups.count(key)) order.push_back(key);
+        groups[key].push_back(it);
+    };
+    std::set<std::string> sets;
+    for (const auto& it : items) sets.insert(it.set);
+    for (const auto& it : items) add({it.set, it.task, it.generator}, &it);
+    if (sets.size() > 1)
+        for (const auto& it : items) add({"all", it.task, it.generator}, &it);
+    std::vector<GenerationRow> rows;
+    for (const auto& key : order) {
+        GenerationRow r;
+        std::tie(r.set, r.task, r.generator) = key;
+        std::vector<double> c, l1, sd;
+        for (const MeasuredItem* it : groups[key]) {
+            if (std::isfinite(it->m.cocola)) c.push_back(it->m.cocola);
+            if (std::isfinite(it->m.log_mel_l1)) l1.push_back(it->m.log_mel_l1);
+            if (std::isfinite(it->m.si_sdr)) sd.push_back(it->m.si_sdr);
+        }
+        r.items = groups[key].size();
+        mean_ci(c, r.cocola, r.cocola_ci95);
+        mean_ci(l1, r.log_mel_l1, r.log_mel_l1_ci95);
+        mean_ci(sd, r.si_sdr, r.si_sdr_ci95);
+        rows.push_back(r);
+    }
+    return rows;
+}
+
+}  // namespace cocola::componet
