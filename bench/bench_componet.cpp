@@ -8,7 +8,6 @@
 // Weights: models/componet_default when it ships, else a freshly initialised model of the default config with
 // its adapter (the speed does not depend on the weights).
 // Usage: bench_componet [--steps N] [--repeats N]
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -17,21 +16,12 @@
 #include <torch/torch.h>
 
 #include "cocola/componet.hpp"
+#include "bench_timing.hpp"
 #include "cocola/runtime.hpp"
 
 using namespace cocola;
 
-namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-template <class F>
-double seconds_each(int n, F&& f) {
-    f();  // warm-up
-    const double t0 = now();
-    for (int i = 0; i < n; ++i) f();
-    return (now() - t0) / n;
-}
-}  // namespace
+using bench::seconds_each;
 
 int main(int argc, char** argv) {
     int steps = 50, repeats = 1;

@@ -5,28 +5,18 @@
 // Weights: models/vae_default and models/vocoder_default when they ship, else freshly initialised models of the
 // default configs (the speed does not depend on the weights).
 // Usage: bench_generate [--chunks N]
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <thread>
 
 #include "cocola/generate.hpp"
+#include "bench_timing.hpp"
 #include "cocola/runtime.hpp"
 
 using namespace cocola;
 
-namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-template <class F>
-double seconds_each(int n, F&& f) {
-    f();  // warm-up
-    const double t0 = now();
-    for (int i = 0; i < n; ++i) f();
-    return (now() - t0) / n;
-}
-}  // namespace
+using bench::seconds_each;
 
 int main(int argc, char** argv) {
     int chunks = 3;
