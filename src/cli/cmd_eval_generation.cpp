@@ -200,7 +200,9 @@ Runner add_eval_generation_command(CLI::App& app) {
                     else {
                         componet::GenerateOptions go = o->g;
                         go.sampling.seed = mix_seed(o->seed, item.index * 2 + (item.task == "extract"));
-                        output = componet::generate_audio(*model, *vae, vocoder.get(), &judge, item.input, item.prompt, go).audio;
+                        // The judge only picks among candidates here; the output is scored below, once.
+                        const model::Model* picker = go.select == "cocola" && go.candidates > 1 ? &judge : nullptr;
+                        output = componet::generate_audio(*model, *vae, vocoder.get(), picker, item.input, item.prompt, go).audio;
                     }
                     output.resize(static_cast<size_t>(generate::kChunkSamples), 0.f);
                     componet::MeasuredItem it{item.set, item.task, gname, item.index, componet::measure_output(&judge, item, output)};
