@@ -62,15 +62,7 @@ std::string tiny_vae() {
 }
 
 std::string song_cache() {
-    static const std::string dir = [] {
-        const std::string root = testutil::temp_dir("componet_data");
-        synth::SetOptions so;
-        so.out_dir = root + "/songs";
-        so.split = "auto";
-        synth::write_procedural_set(12, 10, 8.0, so);
-        data::build_cache(data::scan(root + "/songs"), root + "/cache", data::CacheOptions{});
-        return root + "/cache";
-    }();
+    static const std::string dir = testutil::procedural_song_cache("componet_data", 12);
     return dir;
 }
 

@@ -50,15 +50,7 @@ generate::VaeConfig tiny_config() {
 }
 
 std::string song_cache() {
-    static const std::string dir = [] {
-        const std::string root = testutil::temp_dir("gen_data");
-        synth::SetOptions so;
-        so.out_dir = root + "/songs";
-        so.split = "auto";
-        synth::write_procedural_set(11, 10, 8.0, so);
-        data::build_cache(data::scan(root + "/songs"), root + "/cache", data::CacheOptions{});
-        return root + "/cache";
-    }();
+    static const std::string dir = testutil::procedural_song_cache("gen_data", 11);
     return dir;
 }
 

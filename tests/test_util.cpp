@@ -1,5 +1,8 @@
 #include "test_util.hpp"
 
+#include "cocola/data.hpp"
+#include "cocola/synth.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -63,6 +66,16 @@ RunResult run_cli(const std::string& args) {
     int status = pclose(pipe.release());
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
+}
+
+std::string procedural_song_cache(const std::string& tag, uint64_t seed) {
+    const std::string root = temp_dir(tag);
+    cocola::synth::SetOptions so;
+    so.out_dir = root + "/songs";
+    so.split = "auto";
+    cocola::synth::write_procedural_set(seed, 10, 8.0, so);
+    cocola::data::build_cache(cocola::data::scan(root + "/songs"), root + "/cache", cocola::data::CacheOptions{});
+    return root + "/cache";
 }
 
 std::string read_all(const std::string& path) {

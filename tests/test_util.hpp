@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdlib>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,9 @@ inline std::string golden(const std::string& rel) { return data("golden/" + rel)
 // A fresh, empty temporary directory for one test, removed when the test process ends (kept if a test failed,
 // or with COCOLA_KEEP_TEST_DIRS set).
 std::string temp_dir(const std::string& tag);
+
+// A stem cache of 10 procedural songs of 8 s (split "auto"), rendered with `seed` once per test process.
+std::string procedural_song_cache(const std::string& tag, uint64_t seed);
 
 // The whole text of a file ("" when it cannot be read).
 std::string read_all(const std::string& path);
