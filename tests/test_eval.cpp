@@ -1,5 +1,6 @@
 // Coherent sub-mix classification (Eq. 8): batching, accuracy on embeddings, a whole evaluation that must score
 // 100%, random embeddings at chance, `ensure_cache`, and the `cocola eval` cross table end to end.
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
+#include "cocola/distribution_distance.hpp"
 #include "cocola/error.hpp"
 #include "cocola/evaluate.hpp"
 #include "cocola/model.hpp"
@@ -366,4 +368,90 @@ TEST(EvalCli, UsesTheShippedDefaultModelWithoutDashM) {
     auto b = nlohmann::json::parse(explicit_.out.substr(explicit_.out.find("{\n")));
     for (const char* key : {"model", "accuracy", "ci95", "batches", "items"})
         EXPECT_EQ(a["results"][0][0][key], b["results"][0][0][key]) << key;  // all but the seconds it took
+}
+
+// ---------------------------------------------------------------- FAD, FAD-inf, KAD
+namespace {
+at::Tensor gaussian_rows(int64_t n, const at::Tensor& mean, const at::Tensor& cov, uint64_t seed) {
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    const at::Tensor l = at::linalg_cholesky(cov.to(at::kDouble));
+    return at::matmul(at::randn({n, mean.numel()}, gen, at::kDouble), l.t()) + mean.to(at::kDouble);
+}
+}  // namespace
+
+TEST(DistributionDistance, FrechetDistanceMatchesClosedForms) {
+    // Diagonal covariances: ||dmu||^2 + sum (sigma1 - sigma2)^2.
+    const at::Tensor m1 = at::tensor({0.0, 1.0, 2.0}, at::kDouble), m2 = at::tensor({1.0, 1.0, 0.0}, at::kDouble);
+    const at::Tensor s1 = at::diag(at::tensor({1.0, 4.0, 9.0}, at::kDouble)), s2 = at::diag(at::tensor({4.0, 1.0, 9.0}, at::kDouble));
+    EXPECT_NEAR(eval::frechet_distance(m1, s1, m2, s2), 5.0 + 1.0 + 1.0 + 0.0, 1e-9);
+    // Two non-commuting 2x2 covariances: Tr sqrt(S1 S2) = sqrt(Tr(S1 S2) + 2 sqrt(det S1 det S2)).
+    const at::Tensor a = at::tensor({2.0, 0.5, 0.5, 1.0}, at::kDouble).view({2, 2});
+    const at::Tensor b = at::tensor({1.0, -0.3, -0.3, 3.0}, at::kDouble).view({2, 2});
+    ASSERT_FALSE(at::allclose(at::matmul(a, b), at::matmul(b, a)));
+    const double tr_ab = at::matmul(a, b).trace().item<double>();
+    const double det = at::det(a).item<double>() * at::det(b).item<double>();
+    const double expected = 0.25 + 3.0 + 4.0 - 2 * std::sqrt(tr_ab + 2 * std::sqrt(det));
+    const at::Tensor z = at::zeros({2}, at::kDouble);
+    EXPECT_NEAR(eval::frechet_distance(z, a, at::tensor({0.5, 0.0}, at::kDouble), b), expected, 1e-9);
+    // Same Gaussian: 0; a singular covariance (rank 1) stays finite.
+    EXPECT_NEAR(eval::frechet_distance(m1, s1, m1, s1), 0.0, 1e-9);
+    const at::Tensor rank1 = at::tensor({1.0, 1.0, 1.0, 1.0}, at::kDouble).view({2, 2});
+    EXPECT_NEAR(eval::frechet_distance(z, rank1, z, rank1), 0.0, 1e-6);
+}
+
+TEST(DistributionDistance, FadOfIdenticalSetsIsZeroAndOfSamplesApproachesTheTruth) {
+    const at::Tensor mean1 = at::zeros({4}, at::kDouble), mean2 = at::tensor({1.0, 0.0, 0.0, 0.0}, at::kDouble);
+    const at::Tensor cov = at::eye(4, at::kDouble);
+    const at::Tensor x = gaussian_rows(300, mean1, cov, 1);
+    EXPECT_NEAR(eval::fad(x, x), 0.0, 1e-9);
+    // The true distance is 1 (means 1 apart, same covariance); a small generated set is biased upwards, and
+    // FAD-inf, the intercept in 1/n, removes most of that bias.
+    const at::Tensor ref = gaussian_rows(4000, mean2, cov, 2);
+    const at::Tensor small = gaussian_rows(40, mean1, cov, 3);
+    const double f = eval::fad(small, ref);
+    EXPECT_GT(f, 1.0);
+    const at::Tensor big = gaussian_rows(2000, mean1, cov, 4);
+    const eval::FadInf inf = eval::fad_inf(big, ref, 8, 50, 0);
+    EXPECT_EQ(inf.curve.size(), 8u);
+    EXPECT_EQ(inf.curve.front().first, 50);
+    EXPECT_EQ(inf.curve.back().first, 2000);
+    EXPECT_GT(inf.slope, 0);  // smaller sets, larger FAD
+    EXPECT_NEAR(inf.value, 1.0, 0.1);
+    EXPECT_LT(std::abs(inf.value - 1.0), std::abs(inf.curve.front().second - 1.0));
+}
+
+TEST(DistributionDistance, KadIsTheUnbiasedMmdComputedByHand) {
+    // Generated {0, 1}, reference {0, 2}, bandwidth 1: k(x, y) = exp(-(x - y)^2 / 2).
+    const at::Tensor g = at::tensor({0.0, 1.0}, at::kDouble).view({2, 1}), r = at::tensor({0.0, 2.0}, at::kDouble).view({2, 1});
+    const double gg = std::exp(-0.5), rr = std::exp(-2.0), gr = (1 + std::exp(-2.0) + std::exp(-0.5) + std::exp(-0.5)) / 4;
+    EXPECT_NEAR(eval::kad(g, r, 1.0), 100 * (gg + rr - 2 * gr), 1e-12);
+    // The default bandwidth: the median pairwise distance of the reference set ({0, 2, 5}: 2, 5, 3 -> 3).
+    const at::Tensor r3 = at::tensor({0.0, 2.0, 5.0}, at::kDouble).view({3, 1});
+    EXPECT_NEAR(eval::median_pairwise_distance(r3), 3.0, 1e-12);
+    EXPECT_NEAR(eval::kad(g, r3), eval::kad(g, r3, 3.0), 1e-12);
+    // Unbiased: two large samples of one distribution give about 0 (either sign); another distribution does not.
+    const at::Tensor cov = at::eye(3, at::kDouble);
+    const at::Tensor a = gaussian_rows(400, at::zeros({3}, at::kDouble), cov, 5), b = gaussian_rows(400, at::zeros({3}, at::kDouble), cov, 6);
+    const at::Tensor c = gaussian_rows(400, at::full({3}, 1.0, at::kDouble), cov, 7);
+    EXPECT_LT(std::abs(eval::kad(a, b)), 0.5);
+    EXPECT_GT(eval::kad(c, b), 10 * std::abs(eval::kad(a, b)));
+}
+
+TEST(DistributionDistance, BootstrapIntervalsHoldTheEstimateAndBadSetsAreRefused) {
+    const at::Tensor cov = at::eye(2, at::kDouble);
+    const at::Tensor g = gaussian_rows(60, at::zeros({2}, at::kDouble), cov, 8), r = gaussian_rows(60, at::ones({2}, at::kDouble), cov, 9);
+    for (auto which : {eval::SetDistance::fad, eval::SetDistance::kad}) {
+        const double point = which == eval::SetDistance::fad ? eval::fad(g, r) : eval::kad(g, r);
+        const eval::Interval ci = eval::bootstrap_interval(which, g, r, true, 200, 0);
+        EXPECT_LT(ci.low, point);
+        EXPECT_GT(ci.high, point);
+        const eval::Interval again = eval::bootstrap_interval(which, g, r, true, 200, 0);
+        EXPECT_EQ(ci.low, again.low);  // deterministic given the seed
+    }
+    EXPECT_THROW(eval::fad(g.slice(0, 0, 1), r), Error);
+    EXPECT_THROW(eval::kad(g, at::zeros({5, 3}, at::kDouble)), Error);
+    at::Tensor bad = g.clone();
+    bad[0][0] = NAN;
+    EXPECT_THROW(eval::fad(bad, r), Error);
+    EXPECT_THROW(eval::bootstrap_interval(eval::SetDistance::fad, g, r.slice(0, 0, 30), true), Error);
 }
