@@ -3,8 +3,8 @@
 # where it stopped; with INSTALL=1 it ships the run's best weights as models/<model>_default.safetensors (float16)
 # with a model card models/<MODEL>.md.
 #
-#   bash scripts/train_generator.sh vae|vocoder|componet                    # start, or resume (Ctrl-C stops safely)
-#   INSTALL=1 TRAIN=0 bash scripts/train_generator.sh vae|vocoder|componet  # ship what the run has so far
+#   bash scripts/train_generator.sh vae|vocoder|componet|msdm                    # start, or resume (Ctrl-C stops safely)
+#   INSTALL=1 TRAIN=0 bash scripts/train_generator.sh vae|vocoder|componet|msdm  # ship what the run has so far
 #
 # componet trains in two stages on one latent pool (RUN/pool.safetensors, latents of the shipped VAE): stage 1
 # (RUN/stage1, STEPS steps) the U-Net denoiser with its prompt encoder, stage 2 (RUN/stage2, STEPS2 steps, default
@@ -44,7 +44,15 @@ case $WHAT in
                    --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 1)
             TITLE="CompoNet, the prompted latent diffusion model with its ControlNet adapter"
             ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents, prompted with stem tags (\`in: piano; out: bass, drums\`) through a small transformer and cross-attention; the ControlNet adapter reads the input stems' latents. Sampled with DDIM and classifier-free guidance by \`cocola generate\`." ;;
-  *) echo "usage: bash scripts/train_generator.sh vae|vocoder|componet" >&2; exit 2 ;;
+  # The MSDM baseline at the same scale as CompoNet's stage 1 (widths 32,64,128, 2.56 s crops, a pool of 1000
+  # chunks), over the sources bass, drums, guitar, piano (Slakh2100's four; classes both test sets have): each
+  # source is encoded by the VAE on its own and the four latents are stacked (32 channels). Unconditional.
+  msdm) ARGS=(--sources bass,drums,guitar,piano --channels 32,64,128 --res-blocks 2 --pool-size 1000 --batch 8
+              --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
+              --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 0)
+        TITLE="the MSDM baseline, one unconditional diffusion model over four fixed sources"
+        ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents of four sources (bass, drums, guitar, piano) stacked as 32 channels, trained without a prompt; it accompanies by inpainting the given sources at every DDIM step and keeps the loudest of 12 candidates (\`cocola generate --model msdm\`)." ;;
+  *) echo "usage: bash scripts/train_generator.sh vae|vocoder|componet|msdm" >&2; exit 2 ;;
 esac
 bash scripts/setup.sh
 COCOLA=./build/cocola

@@ -66,6 +66,11 @@ struct ComponetConfig {
     bool controlnet = false;       // stage 2: the adapter is present
     std::vector<std::string> vocabulary;  // tags the prompt encoder knows (builtin_tags() and the data's classes)
     nlohmann::json vae;            // the VAE config the latents came from (generation checks it)
+    // Non-empty: an MSDM-style joint model (the paper's baseline) over these fixed sources (tags, e.g. bass, drums,
+    // guitar, piano): its latent is the sources' VAE latents stacked as channels (latent_channels = sources x the
+    // VAE's), it is trained and sampled with the empty prompt, and it accompanies by inpainting.
+    std::vector<std::string> sources;
+    bool is_msdm() const { return !sources.empty(); }
     int downsampling() const { return 1 << (static_cast<int>(channels.size()) - 1); }
 };
 nlohmann::json config_to_json(const ComponetConfig& c);
@@ -118,10 +123,21 @@ struct SampleOptions {
     uint64_t seed = 0;
 };
 using StepProgress = std::function<void(int done, int total)>;
-// Latents [B, C, H, W] drawn by DDIM for one prompt (and control latents [B, C, H, W] with the adapter).
-// Deterministic given the seed.
+// Inpainting (MSDM): channels where `mask` is 1 are known: at every step they are replaced by the known latents
+// noised to the step's noise level (fresh noise), so that the rest is drawn given them.
+struct Inpainting {
+    at::Tensor known;  // [1 or B, C, H, W]
+    at::Tensor mask;   // [1, C, 1, 1] of 0 / 1
+    bool active() const { return known.defined(); }
+};
+// x with its masked channels set to sqrt(a) known + sqrt(1 - a) noise (a = alpha_bar at the noise level, 1: clean).
+at::Tensor inpaint(const at::Tensor& x, const Inpainting& in, double alpha_bar, at::Generator& gen);
+
+// Latents [B, C, H, W] drawn by DDIM for one prompt (and control latents [B, C, H, W] with the adapter, or known
+// channels to inpaint). Deterministic given the seed.
 at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& control, int64_t batch, int64_t height,
-                  int64_t width, const SampleOptions& o, const StepProgress& progress = {});
+                  int64_t width, const SampleOptions& o, const StepProgress& progress = {},
+                  const Inpainting& inpainting = {});
 
 // ---------------------------------------------------------------- generating audio
 struct GenerateOptions {
@@ -140,6 +156,15 @@ struct Generated {
 Generated generate_audio(Componet& model, const generate::Vae& vae, const generate::Vocoder* vocoder,
                          const model::Model* judge, const std::vector<float>& input, const Prompt& prompt,
                          const GenerateOptions& o, const std::function<void(size_t, size_t)>& progress = {});
+
+// MSDM: generates the `wanted` sources given the `given` ones (source tag -> 16 kHz mono audio, any length, all
+// the same length), chunk by chunk by inpainting; each chunk's kept candidate is chosen by `select` ("norm": the
+// highest L2 norm of the output, as the paper did, since MSDM tends to generate silence). Returns the sum of the
+// wanted sources. The judge scores the output against the sum of the given sources (may be null for "norm").
+Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const generate::Vocoder* vocoder,
+                              const model::Model* judge, const std::vector<std::pair<std::string, std::vector<float>>>& given,
+                              const std::vector<std::string>& wanted, const GenerateOptions& o,
+                              const std::function<void(size_t, size_t)>& progress = {});
 
 // Chunk starts for n samples (chunk, hop = chunk - overlap; the last chunk may run past the end).
 std::vector<int64_t> chunk_starts(int64_t n, int64_t chunk, int64_t overlap);
@@ -161,6 +186,7 @@ struct ComponetTrainOptions : generate::GeneratorTraining {
     double prompt_drop = 0.1;      // prompts dropped for classifier-free guidance
     double mix_tag = 0.2;          // stage 2: input tags replaced by "mix" this often
     double weight_decay = 1e-3;
+    std::vector<std::string> sources;  // non-empty: train an MSDM-style joint model over these sources (stage 1 only)
     ComponetTrainOptions() {
         steps = 2000;
         batch = 8;
@@ -172,7 +198,7 @@ struct ComponetTrainOptions : generate::GeneratorTraining {
 };
 // Draws and encodes the run's latent pool (--pool, default RUN/pool.safetensors) unless it exists; train_componet
 // does this too, without progress. Lets a command show progress for the encoding.
-void prepare_latent_pool(const ComponetTrainOptions& options, const std::function<void(size_t, size_t)>& progress);
+void prepare_latent_pool(ComponetTrainOptions options, const std::function<void(size_t, size_t)>& progress);
 void train_componet(ComponetTrainOptions options, bool resume, const train::RowCallback& on_row = {},
                     const std::function<bool()>& stop = {});
 ComponetTrainOptions read_componet_run_options(const std::string& run_dir);

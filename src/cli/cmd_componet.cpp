@@ -1,5 +1,8 @@
-// cocola componet train | export: CompoNet, the prompted latent diffusion model with its ControlNet adapter.
+// cocola componet train | export: CompoNet, the prompted latent diffusion model with its ControlNet adapter; and
+// cocola msdm train | export: the paper's baseline, one unconditional diffusion model over fixed sources stacked as
+// latent channels. Both are the same denoiser trained by the same objective; MSDM differs in its data and prompt.
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/generator_training.hpp"
@@ -11,13 +14,30 @@
 namespace cocola::cli {
 namespace {
 
-Runner add_componet_train(CLI::App& app) {
+Runner add_componet_train(CLI::App& app, bool msdm) {
     struct Opts {
         componet::ComponetTrainOptions t;
         GeneratorCli cli;
     };
     auto o = std::make_shared<Opts>();
+    if (msdm) o->t.sources = {"bass", "drums", "guitar", "piano"};
     add_generator_training_flags(app, o->t, o->cli);
+    if (msdm) {
+        app.add_option("--sources", o->t.sources, "The fixed sources (stem tags), stacked as latent channels; a source is the "
+                                                  "mix of a song's stems of that tag")
+            ->delimiter(',')->capture_default_str();
+        app.add_option("--vae", o->t.vae, "VAE whose latents are denoised (default: models/vae_default.safetensors)");
+        app.add_option("--pool", o->t.pool, "Latent pool file (default: RUN/pool.safetensors); drawn and encoded once when absent");
+        app.add_option("--pool-size", o->t.pool_size, "Training examples in the pool (5.12 s chunks)")->capture_default_str()
+            ->check(CLI::Range(1, 10000000));
+        app.add_option("--channels", o->t.channels, "U-Net widths per level")->delimiter(',')->capture_default_str();
+        app.add_option("--res-blocks", o->t.res_blocks, "Residual blocks per level")->capture_default_str()->check(CLI::Range(1, 8));
+        app.add_option("--weight-decay", o->t.weight_decay, "AdamW weight decay")->capture_default_str();
+        app.footer("Trains one unconditional denoiser (epsilon prediction, 1000 steps) over the joint distribution of the\n"
+                   "sources: each training chunk's sources are encoded by the VAE one by one and stacked (an absent source:\n"
+                   "the latent of silence). Accompaniment is inpainting (cocola generate --model MSDM). --crop-frames must\n"
+                   "divide by 16. Ctrl-C stops after the current step with a checkpoint; --resume RUN continues identically.");
+    } else {
     app.add_option("--stage", o->t.stage, "1: the U-Net and its prompt encoder; 2: the ControlNet adapter (U-Net frozen)")
         ->check(CLI::IsMember({1, 2}))->capture_default_str();
     app.add_option("--vae", o->t.vae, "VAE whose latents are denoised (default: models/vae_default.safetensors)");
@@ -39,7 +59,8 @@ Runner add_componet_train(CLI::App& app) {
                "output stems drawn independently (accompaniment, extraction, adding, removing). --crop-frames must divide\n"
                "by 16. The first run of a pool encodes it (progress shown). Ctrl-C stops after the current step with a\n"
                "checkpoint; a killed run continues with --resume RUN, identically.");
-    return [o, &app]() {
+    }
+    return [o, &app, msdm]() {
         if (o->t.vae.empty() && o->cli.resume.empty()) o->t.vae = default_generator_path("vae_default", "--vae");
         const GeneratorCommand<componet::ComponetTrainOptions> cmd{
             componet::read_componet_run_options, componet::apply_componet_resumable_options,
@@ -53,7 +74,7 @@ Runner add_componet_train(CLI::App& app) {
                 bar.finish();
                 componet::train_componet(t, resume, row, stop);
             },
-            "componet", "loss", "val_loss", ""};
+            msdm ? "msdm" : "componet", "loss", "val_loss", ""};
         return cmd.run(app, o->t, o->cli);
     };
 }
@@ -70,21 +91,22 @@ Runner add_componet_export(CLI::App& app) {
     return [o]() {
         const auto m = componet::Componet::load(o->in);
         m.save(o->out, {{"exported_from", fsutil::stem(o->in)}}, o->half);
-        std::cout << o->out << " (" << m.parameter_count() << " parameters, "
-                  << (m.config().controlnet ? "with" : "without") << " the ControlNet adapter" << (o->half ? ", float16" : "")
-                  << ")\n";
+        std::string what = m.config().controlnet ? "with the ControlNet adapter" : "without the ControlNet adapter";
+        if (m.config().is_msdm()) what = "MSDM over " + nlohmann::json(m.config().sources).dump();
+        std::cout << o->out << " (" << m.parameter_count() << " parameters, " << what << (o->half ? ", float16" : "") << ")\n";
         return 0;
     };
 }
 
 }  // namespace
 
-Runner add_componet_command(CLI::App& app) {
+static Runner add_model_command(CLI::App& app, bool msdm) {
     app.require_subcommand(1);
-    auto* train = app.add_subcommand("train", "Train CompoNet, stage 1 (denoiser) or 2 (ControlNet adapter); resumable");
-    auto* exp = app.add_subcommand("export", "Copy a CompoNet's weights (e.g. as float16) with its config");
+    auto* train = app.add_subcommand("train", msdm ? "Train the MSDM baseline (one unconditional denoiser over fixed sources); resumable"
+                                                   : "Train CompoNet, stage 1 (denoiser) or 2 (ControlNet adapter); resumable");
+    auto* exp = app.add_subcommand("export", "Copy the model's weights (e.g. as float16) with its config");
     auto runners = std::make_shared<std::vector<std::pair<CLI::App*, Runner>>>();
-    runners->push_back({train, add_componet_train(*train)});
+    runners->push_back({train, add_componet_train(*train, msdm)});
     runners->push_back({exp, add_componet_export(*exp)});
     return [runners]() {
         for (auto& [sub, run] : *runners)
@@ -92,5 +114,8 @@ Runner add_componet_command(CLI::App& app) {
         return 1;
     };
 }
+
+Runner add_componet_command(CLI::App& app) { return add_model_command(app, false); }
+Runner add_msdm_command(CLI::App& app) { return add_model_command(app, true); }
 
 }  // namespace cocola::cli

@@ -1,7 +1,9 @@
-// cocola generate: CompoNet's accompaniment generation, extraction, adding and removing from a prompt.
+// cocola generate: CompoNet's accompaniment generation, extraction, adding and removing from a prompt; with an
+// MSDM model (--model msdm), the baseline's accompaniment by inpainting the given sources.
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -74,7 +76,7 @@ std::string task_prompt(const std::string& task, const std::vector<std::string>&
 Runner add_generate_command(CLI::App& app) {
     struct Opts {
         std::string in, out, prompt, task, pairs, model, vae, vocoder = "neural", vocoder_model, cocola_model;
-        std::vector<std::string> in_tags, out_tags;
+        std::vector<std::string> in_tags, out_tags, sources;
         componet::GenerateOptions g;
         bool json = false;
     };
@@ -100,7 +102,10 @@ Runner add_generate_command(CLI::App& app) {
         ->check(CLI::IsMember({"cocola", "norm"}))->capture_default_str();
     app.add_option("--overlap", o->g.overlap_seconds, "Seconds by which 5.12 s chunks overlap (crossfaded)")
         ->capture_default_str()->check(CLI::Range(0.0, 2.56));
-    app.add_option("--model", o->model, "CompoNet weights (default: models/componet_default.safetensors)");
+    app.add_option("--model", o->model, "CompoNet or MSDM weights (default: models/componet_default.safetensors; "
+                                        "\"msdm\": models/msdm_default.safetensors)");
+    app.add_option("--source", o->sources, "MSDM: a given source as TAG=FILE (repeat for several; IN alone stands for the "
+                                           "prompt's single input tag)");
     app.add_option("--vae", o->vae, "VAE (default: models/vae_default.safetensors)");
     app.add_option("--vocoder", o->vocoder, "Latents' spectrogram to audio: neural or griffin-lim")
         ->check(CLI::IsMember({"neural", "griffin-lim"}))->capture_default_str();
@@ -110,15 +115,28 @@ Runner add_generate_command(CLI::App& app) {
     app.footer("Examples:\n"
                "  cocola generate song_piano.wav --prompt \"in: piano; out: bass, drums\" -o bass_drums.wav\n"
                "  cocola generate mix.wav --task extract --out-tags bass -o bass.wav\n"
-               "  cocola generate --pairs jobs.csv --task accompany --out-tags drums --json");
-    return [o]() {
+               "  cocola generate --pairs jobs.csv --task accompany --out-tags drums --json\n"
+               "  cocola generate --model msdm --source bass=bass.wav --source drums=drums.wav --prompt \"out: piano\" -o piano.wav\n"
+               "MSDM reads each given source on its own (it inpaints them), keeps the loudest of --candidates (default 12,\n"
+               "--select norm, as the paper did) and knows only its fixed sources.");
+    return [o, &app]() {
         std::vector<Job> jobs;
         std::string default_prompt = o->prompt;
         if (!o->task.empty()) {
             if (!o->prompt.empty()) throw Error("give --prompt or --task, not both");
             default_prompt = task_prompt(o->task, o->in_tags, o->out_tags);
         }
-        if (!o->pairs.empty()) {
+        const bool msdm_keyword = o->model == "msdm";
+        const std::string model_path = o->model.empty() ? default_generator_path("componet_default", "--model")
+                                       : msdm_keyword   ? default_generator_path("msdm_default", "--model")
+                                                        : o->model;
+        if (!o->sources.empty() && !o->in.empty()) throw Error("give IN or --source TAG=FILE, not both");
+        if (!o->sources.empty() && !o->pairs.empty()) throw Error("--source and --pairs do not go together");
+        if (!o->sources.empty()) {
+            if (o->out.empty()) throw Error("give -o OUT");
+            if (default_prompt.empty()) throw Error("give --prompt \"out: ...\" (or --task accompany --out-tags ...)");
+            jobs.push_back({"", o->out, default_prompt});
+        } else if (!o->pairs.empty()) {
             if (!o->in.empty()) throw Error("give IN or --pairs, not both");
             std::ifstream f(o->pairs);
             if (!f) throw Error(o->pairs + ": cannot open");
@@ -142,7 +160,13 @@ Runner add_generate_command(CLI::App& app) {
             jobs.push_back({o->in, o->out, default_prompt});
         }
 
-        auto model = componet::Componet::load(o->model.empty() ? default_generator_path("componet_default", "--model") : o->model);
+        auto model = componet::Componet::load(model_path);
+        const bool msdm = model.config().is_msdm();
+        if (!o->sources.empty() && !msdm) throw Error("--source is for MSDM models; " + model_path + " is a CompoNet (give IN)");
+        if (msdm) {
+            if (!app.count("--candidates")) o->g.candidates = 12;
+            if (!app.count("--select")) o->g.select = "norm";
+        }
         const auto vae = generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default", "--vae") : o->vae);
         std::unique_ptr<generate::Vocoder> vocoder;
         if (o->vocoder == "neural")
@@ -156,19 +180,68 @@ Runner add_generate_command(CLI::App& app) {
 
         // Parse every prompt before the slow part.
         std::vector<componet::Prompt> prompts;
-        for (const auto& j : jobs) prompts.push_back(componet::parse_prompt(j.prompt, model.config().vocabulary));
+        for (const auto& j : jobs)
+            prompts.push_back(componet::parse_prompt(j.prompt, msdm ? model.config().sources : model.config().vocabulary));
+        // MSDM: the given sources of each job (tag, file).
+        std::vector<std::vector<std::pair<std::string, std::string>>> given(jobs.size());
+        if (msdm)
+            for (size_t i = 0; i < jobs.size(); ++i) {
+                if (!o->sources.empty()) {
+                    for (const auto& spec : o->sources) {
+                        const auto eq = spec.find('=');
+                        if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+                            throw Error("--source " + spec + ": expected TAG=FILE");
+                        given[i].push_back({componet::canonical_tag(spec.substr(0, eq)), spec.substr(eq + 1)});
+                    }
+                    if (!prompts[i].in.empty()) {
+                        std::set<std::string> a, b;
+                        for (const auto& t : prompts[i].in) a.insert(t.name);
+                        for (const auto& g : given[i]) b.insert(g.first);
+                        if (a != b) throw Error("the prompt's \"in:\" tags differ from the --source tags");
+                    }
+                } else {
+                    if (prompts[i].in.size() != 1)
+                        throw Error("MSDM reads each given source on its own: with \"" + componet::format_prompt(prompts[i]) +
+                                    "\" give every input as --source TAG=FILE (IN stands for a single input tag)");
+                    given[i].push_back({prompts[i].in[0].name, jobs[i].input});
+                }
+            }
 
         nlohmann::json summary = nlohmann::json::array();
         for (size_t i = 0; i < jobs.size(); ++i) {
-            const auto x = audio::load_mono(jobs[i].input);
-            if (x.empty()) throw Error(jobs[i].input + ": no audio");
+            std::vector<float> x;
+            std::vector<std::pair<std::string, std::vector<float>>> given_audio;
+            if (msdm) {
+                for (const auto& [tag, file] : given[i]) {
+                    given_audio.push_back({tag, audio::load_mono(file)});
+                    if (given_audio.back().second.empty()) throw Error(file + ": no audio");
+                    if (given_audio.back().second.size() != given_audio.front().second.size())
+                        throw Error(file + ": not as long as " + given[i].front().second + " (the given sources must line up)");
+                }
+                x.assign(given_audio.front().second.size(), 0.f);
+                for (const auto& g : given_audio)
+                    for (size_t k = 0; k < x.size(); ++k) x[k] += g.second[k];
+            } else {
+                x = audio::load_mono(jobs[i].input);
+                if (x.empty()) throw Error(jobs[i].input + ": no audio");
+            }
             Progress bar("generate " + std::to_string(i + 1) + "/" + std::to_string(jobs.size()) + " (chunks)", 1);
-            const auto g = componet::generate_audio(model, vae, vocoder.get(), judge.get(), x, prompts[i], o->g,
-                                                    [&](size_t done, size_t total) {
-                                                        bar.set_total(total);
-                                                        bar.update(done);
-                                                    });
+            const auto on_chunk = [&](size_t done, size_t total) {
+                bar.set_total(total);
+                bar.update(done);
+            };
+            componet::Generated g;
+            if (msdm) {
+                std::vector<std::string> wanted;
+                for (const auto& t : prompts[i].out) wanted.push_back(t.name);
+                g = componet::generate_msdm_audio(model, vae, vocoder.get(), judge.get(), given_audio, wanted, o->g, on_chunk);
+            } else {
+                g = componet::generate_audio(model, vae, vocoder.get(), judge.get(), x, prompts[i], o->g, on_chunk);
+            }
             bar.finish();
+            if (jobs[i].input.empty()) {
+                for (const auto& [tag, file] : given[i]) jobs[i].input += (jobs[i].input.empty() ? "" : ",") + tag + "=" + file;
+            }
             audio::write_wav(jobs[i].output, g.audio);
             double score = 0;
             for (double s : g.chunk_scores) score += s / static_cast<double>(g.chunk_scores.size());
@@ -177,6 +250,7 @@ Runner add_generate_command(CLI::App& app) {
                                 {"seed", o->g.sampling.seed},    {"steps", o->g.sampling.steps},
                                 {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
                                 {"select", o->g.select},         {"vocoder", o->vocoder},
+                                {"model", msdm ? "msdm" : "componet"},
                                 {"seconds", static_cast<double>(x.size()) / 16000.0}};
             if (!g.chunk_scores.empty()) {
                 r["cocola_score"] = score;

@@ -21,6 +21,7 @@ Runner add_vae_command(CLI::App& app);
 Runner add_vocoder_command(CLI::App& app);
 Runner add_resynth_command(CLI::App& app);
 Runner add_componet_command(CLI::App& app);
+Runner add_msdm_command(CLI::App& app);
 Runner add_generate_command(CLI::App& app);
 Runner add_eval_resynth_command(CLI::App& app);
 Runner add_eval_generation_command(CLI::App& app);

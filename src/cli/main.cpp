@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
     add("vocoder", "The generator's neural vocoder (log-mel -> audio): train, export", cocola::cli::add_vocoder_command);
     add("componet", "CompoNet, the prompted latent diffusion generator: train (stage 1, 2), export",
         cocola::cli::add_componet_command);
+    add("msdm", "The MSDM baseline: one unconditional diffusion model over fixed sources (accompanies by inpainting): train, export",
+        cocola::cli::add_msdm_command);
     add("generate", "Generate stems that fit an input from a prompt (accompany, extract, add, remove)",
         cocola::cli::add_generate_command);
     add("resynth", "Audio -> log-mel (-> VAE) -> audio, with the distance to the input",

@@ -27,7 +27,8 @@ nlohmann::json config_to_json(const ComponetConfig& c) {
             {"prompt_layers", c.prompt_layers},       {"max_prompt_tokens", c.max_prompt_tokens},
             {"diffusion_steps", c.diffusion_steps},   {"beta_start", c.beta_start},
             {"beta_end", c.beta_end},                 {"controlnet", c.controlnet},
-            {"vocabulary", c.vocabulary},             {"vae", c.vae}};
+            {"vocabulary", c.vocabulary},             {"vae", c.vae},
+            {"sources", c.sources}};
 }
 
 ComponetConfig config_from_json(const nlohmann::json& j) {
@@ -46,6 +47,8 @@ ComponetConfig config_from_json(const nlohmann::json& j) {
     c.controlnet = j.at("controlnet").get<bool>();
     c.vocabulary = j.at("vocabulary").get<std::vector<std::string>>();
     c.vae = j.value("vae", nlohmann::json::object());
+    c.sources = j.value("sources", std::vector<std::string>{});
+    if (c.is_msdm() && c.controlnet) throw Error("an MSDM model has no ControlNet adapter");
     if (c.channels.empty() || c.latent_channels < 1 || c.res_blocks < 1 || c.prompt_dim < 1 || c.diffusion_steps < 2 ||
         c.max_prompt_tokens < 2 || !(c.beta_start > 0 && c.beta_end < 1 && c.beta_start <= c.beta_end))
         throw Error("implausible CompoNet config");
@@ -158,8 +161,16 @@ at::Tensor Componet::predict_noise(const at::Tensor& x_t, const at::Tensor& t, c
 }
 
 // ---------------------------------------------------------------- DDIM
+at::Tensor inpaint(const at::Tensor& x, const Inpainting& in, double alpha_bar, at::Generator& gen) {
+    if (!in.active()) return x;
+    const at::Tensor noise = at::randn(x.sizes(), gen, at::kFloat).to(x.device());
+    const at::Tensor noised = std::sqrt(alpha_bar) * in.known.to(x.device()).expand_as(x) + std::sqrt(1 - alpha_bar) * noise;
+    const at::Tensor m = in.mask.to(x.device(), at::kFloat);
+    return m * noised + (1 - m) * x;
+}
+
 at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& control, int64_t batch, int64_t height,
-                  int64_t width, const SampleOptions& o, const StepProgress& progress) {
+                  int64_t width, const SampleOptions& o, const StepProgress& progress, const Inpainting& inpainting) {
     const ComponetConfig& c = model.config();
     if (o.steps < 1 || o.steps > c.diffusion_steps)
         throw Error("--steps must be between 1 and " + std::to_string(c.diffusion_steps));
@@ -185,6 +196,11 @@ at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& contr
     const auto acp = model.alphas_cumprod().accessor<double, 1>();
     std::vector<int64_t> ts;
     for (int i = 0; i < o.steps; ++i) ts.push_back(static_cast<int64_t>(i) * c.diffusion_steps / o.steps);
+    if (inpainting.active()) {
+        if (inpainting.known.dim() != 4 || inpainting.known.size(1) != c.latent_channels || inpainting.mask.numel() != c.latent_channels)
+            throw Error("inpainting: known latents and mask must have the model's " + std::to_string(c.latent_channels) + " channels");
+        x = inpaint(x, inpainting, acp[ts.back()], gen);
+    }
     for (int i = o.steps - 1; i >= 0; --i) {
         const int64_t t = ts[static_cast<size_t>(i)];
         const double a_t = acp[t], a_prev = i > 0 ? acp[ts[static_cast<size_t>(i) - 1]] : 1.0;
@@ -199,6 +215,8 @@ at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& contr
         const double sigma = o.eta * std::sqrt((1 - a_prev) / (1 - a_t)) * std::sqrt(std::max(0.0, 1 - a_t / a_prev));
         x = std::sqrt(a_prev) * x0 + std::sqrt(std::max(0.0, 1 - a_prev - sigma * sigma)) * eps;
         if (sigma > 0) x = x + sigma * at::randn(x.sizes(), gen, at::kFloat).to(dev);
+        // The known sources at the next step's noise level (exactly themselves after the last step).
+        if (inpainting.active()) x = inpaint(x, inpainting, a_prev, gen);
         if (progress) progress(o.steps - i, o.steps);
     }
     return x;
@@ -233,66 +251,176 @@ std::vector<float> join_chunks(const std::vector<std::vector<float>>& chunks, co
 }
 
 // ---------------------------------------------------------------- audio
+namespace {
+
+void check_options(const GenerateOptions& o, const model::Model* judge) {
+    if (o.candidates < 1) throw Error("--candidates must be at least 1");
+    if (o.select != "cocola" && o.select != "norm") throw Error("--select must be cocola or norm");
+    if (o.select == "cocola" && o.candidates > 1 && !judge) throw Error("--select cocola needs a COCOLA model");
+}
+
+void check_vae(const Componet& model, const generate::Vae& vae) {
+    const ComponetConfig& c = model.config();
+    if (!c.vae.empty() && c.vae.contains("scale_factor")) {
+        const double sf = c.vae.at("scale_factor").get<double>();
+        if (std::abs(sf - vae.config().scale_factor) > 1e-6 * std::max(1.0, std::abs(sf)))
+            throw Error("this model was trained on the latents of another VAE (scale factor " + std::to_string(sf) +
+                        ", the VAE given has " + std::to_string(vae.config().scale_factor) + ")");
+    }
+}
+
+int64_t overlap_samples(const GenerateOptions& o) {
+    return std::clamp<int64_t>(static_cast<int64_t>(std::llround(o.overlap_seconds * 16000 / generate::kHopSamples)) * generate::kHopSamples,
+                               0, generate::kChunkSamples / 2);
+}
+
+std::vector<float> latent_to_audio(const generate::Vae& vae, const generate::Vocoder* vocoder, const at::Tensor& z) {
+    const at::Tensor mel = generate::decode_to_mel(vae, z);
+    std::vector<float> a = vocoder ? vocoder->vocode(mel) : generate::griffin_lim(mel);
+    a.resize(static_cast<size_t>(generate::kChunkSamples), 0.f);
+    return a;
+}
+
+// The candidate kept for one chunk: the highest COCOLA score against `reference` or the highest L2 norm; the
+// kept one's COCOLA score is appended to `scores` when there is a judge.
+size_t pick_candidate(const std::vector<std::vector<float>>& cands, const std::vector<float>& reference, const model::Model* judge,
+                      const std::string& select, std::vector<double>& scores_out) {
+    std::vector<double> scores(cands.size(), 0.0);
+    if (judge) {
+        std::vector<std::vector<float>> clips{reference};
+        clips.insert(clips.end(), cands.begin(), cands.end());
+        const auto emb = eval::embed_clips(*judge, clips, eval::ScoreOptions{});
+        for (const auto& e : emb)
+            if (!e.error.empty()) throw Error("scoring a generated chunk: " + e.error);
+        for (size_t i = 0; i < cands.size(); ++i)
+            scores[i] = judge->similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[i + 1].embeddings.slice(0, 0, 1)).item<double>();
+    }
+    size_t best = 0;
+    double best_value = 0;
+    for (size_t i = 0; i < cands.size(); ++i) {
+        double v = scores[i];
+        if (select == "norm") {
+            v = 0;
+            for (float x : cands[i]) v += static_cast<double>(x) * x;
+        }
+        if (i == 0 || v > best_value) best = i, best_value = v;
+    }
+    if (judge) scores_out.push_back(scores[best]);
+    return best;
+}
+
+std::vector<float> chunk_of(const std::vector<float>& audio, int64_t start) {
+    std::vector<float> c(static_cast<size_t>(generate::kChunkSamples), 0.f);
+    const int64_t len = std::min<int64_t>(generate::kChunkSamples, static_cast<int64_t>(audio.size()) - start);
+    if (len > 0) std::copy(audio.begin() + start, audio.begin() + start + len, c.begin());
+    return c;
+}
+
+}  // namespace
+
 Generated generate_audio(Componet& model, const generate::Vae& vae, const generate::Vocoder* vocoder,
                          const model::Model* judge, const std::vector<float>& input, const Prompt& prompt,
                          const GenerateOptions& o, const std::function<void(size_t, size_t)>& progress) {
     using generate::kChunkSamples;
     if (input.empty()) throw Error("the input audio is empty");
-    if (o.candidates < 1) throw Error("--candidates must be at least 1");
-    if (o.select != "cocola" && o.select != "norm") throw Error("--select must be cocola or norm");
-    if (o.select == "cocola" && o.candidates > 1 && !judge) throw Error("--select cocola needs a COCOLA model");
+    if (model.config().is_msdm()) throw Error("this is an MSDM model: it generates by inpainting given sources (generate_msdm_audio)");
+    check_options(o, judge);
+    check_vae(model, vae);
     const ComponetConfig& c = model.config();
-    if (!c.vae.empty() && c.vae.contains("scale_factor")) {
-        const double sf = c.vae.at("scale_factor").get<double>();
-        if (std::abs(sf - vae.config().scale_factor) > 1e-6 * std::max(1.0, std::abs(sf)))
-            throw Error("this CompoNet was trained on the latents of another VAE (scale factor " + std::to_string(sf) +
-                        ", the VAE given has " + std::to_string(vae.config().scale_factor) + ")");
-    }
     const int64_t n = static_cast<int64_t>(input.size());
-    const int64_t overlap = std::clamp<int64_t>(static_cast<int64_t>(std::llround(o.overlap_seconds * 16000 / generate::kHopSamples)) * generate::kHopSamples,
-                                                0, kChunkSamples / 2);
-    const auto starts = chunk_starts(n, kChunkSamples, overlap);
+    const auto starts = chunk_starts(n, kChunkSamples, overlap_samples(o));
     std::vector<std::vector<float>> chunks;
     Generated g;
     for (size_t k = 0; k < starts.size(); ++k) {
-        std::vector<float> in_chunk(static_cast<size_t>(kChunkSamples), 0.f);
-        const int64_t len = std::min<int64_t>(kChunkSamples, n - starts[k]);
-        std::copy(input.begin() + starts[k], input.begin() + starts[k] + len, in_chunk.begin());
+        const std::vector<float> in_chunk = chunk_of(input, starts[k]);
         at::Tensor control;
         if (c.controlnet) control = generate::encode_audio(vae, in_chunk);  // [1, C, 16, 128]
         const int64_t d = vae.config().downsampling();
         SampleOptions so = o.sampling;
         so.seed = mix_seed(o.sampling.seed, k);
-        const at::Tensor z = sample(model, prompt, control, o.candidates, generate::kMelBands / d,
-                                    generate::kChunkFrames / d, so);
+        const at::Tensor z = sample(model, prompt, control, o.candidates, generate::kMelBands / d, generate::kChunkFrames / d, so);
+        std::vector<std::vector<float>> cands;
+        for (int64_t b = 0; b < z.size(0); ++b) cands.push_back(latent_to_audio(vae, vocoder, z.slice(0, b, b + 1)));
+        const size_t best = pick_candidate(cands, in_chunk, judge, o.select, g.chunk_scores);
+        chunks.push_back(std::move(cands[best]));
+        if (progress) progress(k + 1, starts.size());
+    }
+    g.audio = join_chunks(chunks, starts, n);
+    return g;
+}
+
+Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const generate::Vocoder* vocoder,
+                              const model::Model* judge, const std::vector<std::pair<std::string, std::vector<float>>>& given,
+                              const std::vector<std::string>& wanted, const GenerateOptions& o,
+                              const std::function<void(size_t, size_t)>& progress) {
+    using generate::kChunkSamples;
+    const ComponetConfig& c = model.config();
+    if (!c.is_msdm()) throw Error("this model is not an MSDM model (it has no fixed sources)");
+    check_options(o, judge);
+    check_vae(model, vae);
+    const int64_t per = vae.config().latent_channels;
+    if (per * static_cast<int64_t>(c.sources.size()) != c.latent_channels)
+        throw Error("this MSDM model's latent (" + std::to_string(c.latent_channels) + " channels) does not match " +
+                    std::to_string(c.sources.size()) + " sources of the VAE's " + std::to_string(per) + " channels");
+    auto source_index = [&](const std::string& tag) {
+        for (size_t i = 0; i < c.sources.size(); ++i)
+            if (c.sources[i] == tag) return static_cast<int64_t>(i);
+        std::string known;
+        for (const auto& s : c.sources) known += (known.empty() ? "" : ", ") + s;
+        throw Error("\"" + tag + "\" is not one of this MSDM model's sources (" + known + ")");
+    };
+    if (wanted.empty()) throw Error("MSDM: no source to generate");
+    std::vector<int64_t> given_at, wanted_at;
+    int64_t n = -1;
+    for (const auto& [tag, audio] : given) {
+        given_at.push_back(source_index(tag));
+        if (audio.empty()) throw Error("MSDM: the given " + tag + " is empty");
+        if (n >= 0 && static_cast<int64_t>(audio.size()) != n) throw Error("MSDM: the given sources differ in length");
+        n = static_cast<int64_t>(audio.size());
+    }
+    if (given.empty()) throw Error("MSDM: no given source (unconditional generation is not an accompaniment)");
+    for (const auto& tag : wanted) {
+        const int64_t i = source_index(tag);
+        if (std::find(given_at.begin(), given_at.end(), i) != given_at.end()) throw Error("MSDM: \"" + tag + "\" is both given and wanted");
+        wanted_at.push_back(i);
+    }
+    const int64_t d = vae.config().downsampling(), h = generate::kMelBands / d, w = generate::kChunkFrames / d;
+    at::Tensor mask = at::zeros({1, c.latent_channels, 1, 1}, at::kFloat);
+    for (int64_t i : given_at) mask.slice(1, i * per, (i + 1) * per).fill_(1);
+    // The latent of silence stands for sources neither given nor wanted (they are inpainted as silent too, as a
+    // Slakh2100 MSDM is asked for the missing instruments).
+    const at::Tensor silence = generate::encode_audio(vae, std::vector<float>(static_cast<size_t>(kChunkSamples), 0.f));
+    for (size_t i = 0; i < c.sources.size(); ++i) {
+        const int64_t s = static_cast<int64_t>(i);
+        if (std::find(given_at.begin(), given_at.end(), s) == given_at.end() &&
+            std::find(wanted_at.begin(), wanted_at.end(), s) == wanted_at.end())
+            mask.slice(1, s * per, (s + 1) * per).fill_(1);
+    }
+    const auto starts = chunk_starts(n, kChunkSamples, overlap_samples(o));
+    std::vector<std::vector<float>> chunks;
+    Generated g;
+    for (size_t k = 0; k < starts.size(); ++k) {
+        at::Tensor known = silence.repeat({1, static_cast<int64_t>(c.sources.size()), 1, 1}).clone();
+        std::vector<float> reference(static_cast<size_t>(kChunkSamples), 0.f);
+        for (size_t j = 0; j < given.size(); ++j) {
+            const std::vector<float> part = chunk_of(given[j].second, starts[k]);
+            for (size_t i = 0; i < part.size(); ++i) reference[i] += part[i];
+            known.slice(1, given_at[j] * per, (given_at[j] + 1) * per).copy_(generate::encode_audio(vae, part));
+        }
+        SampleOptions so = o.sampling;
+        so.seed = mix_seed(o.sampling.seed, k);
+        so.guidance = 1.0;  // unconditional: nothing to guide by
+        const at::Tensor z = sample(model, Prompt{}, {}, o.candidates, h, w, so, {}, Inpainting{known, mask});
         std::vector<std::vector<float>> cands;
         for (int64_t b = 0; b < z.size(0); ++b) {
-            const at::Tensor mel = generate::decode_to_mel(vae, z.slice(0, b, b + 1));
-            cands.push_back(vocoder ? vocoder->vocode(mel) : generate::griffin_lim(mel));
-            cands.back().resize(static_cast<size_t>(kChunkSamples), 0.f);
-        }
-        size_t best = 0;
-        double best_score = 0;
-        std::vector<double> scores(cands.size(), 0.0);
-        if (judge) {
-            std::vector<std::vector<float>> clips{in_chunk};
-            clips.insert(clips.end(), cands.begin(), cands.end());
-            eval::ScoreOptions so2;
-            const auto emb = eval::embed_clips(*judge, clips, so2);
-            for (const auto& e : emb)
-                if (!e.error.empty()) throw Error("scoring a generated chunk: " + e.error);
-            for (size_t i = 0; i < cands.size(); ++i)
-                scores[i] = judge->similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[i + 1].embeddings.slice(0, 0, 1)).item<double>();
-        }
-        for (size_t i = 0; i < cands.size(); ++i) {
-            double s = scores[i];
-            if (o.select == "norm") {
-                s = 0;
-                for (float v : cands[i]) s += static_cast<double>(v) * v;
+            std::vector<float> sum(static_cast<size_t>(kChunkSamples), 0.f);
+            for (int64_t i : wanted_at) {
+                const auto a = latent_to_audio(vae, vocoder, z.slice(0, b, b + 1).slice(1, i * per, (i + 1) * per));
+                for (size_t q = 0; q < sum.size(); ++q) sum[q] += a[q];
             }
-            if (i == 0 || s > best_score) best = i, best_score = s;
+            cands.push_back(std::move(sum));
         }
-        if (judge) g.chunk_scores.push_back(scores[best]);
+        const size_t best = pick_candidate(cands, reference, judge, o.select, g.chunk_scores);
         chunks.push_back(std::move(cands[best]));
         if (progress) progress(k + 1, starts.size());
     }

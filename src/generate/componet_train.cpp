@@ -38,6 +38,7 @@ struct VisitComponetOptions {
         v(Option{"prompt_drop", {"--prompt-drop"}}, o.prompt_drop);
         v(Option{"mix_tag", {"--mix-tag"}}, o.mix_tag);
         v(Option{"weight_decay", {"--weight-decay"}}, o.weight_decay);
+        v(Option{"sources", {"--sources"}}, o.sources);
     }
 };
 
@@ -117,7 +118,9 @@ class ComponetObjective : public generate::GeneratorObjective {
                 std::vector<int64_t> ts;
                 for (int64_t k = i; k < e; ++k) {
                     const auto& item = pool_.val_items[static_cast<size_t>(k)];
-                    prompts.push_back(o_.stage == 1 ? Prompt{{}, item.out} : Prompt{item.in, item.out});
+                    prompts.push_back(model_.config().is_msdm() ? Prompt{}
+                                      : o_.stage == 1            ? Prompt{{}, item.out}
+                                                                 : Prompt{item.in, item.out});
                     // timesteps spread evenly over the schedule, the same at every validation
                     ts.push_back((2 * k + 1) * model_.config().diffusion_steps / (2 * n));
                 }
@@ -133,19 +136,20 @@ class ComponetObjective : public generate::GeneratorObjective {
             if (improved(v))
                 model_.save(o_.run_dir + "/best.safetensors", {{"step", std::to_string(step)},
                                                                {"val_loss", std::to_string(v)},
-                                                               {"trained_by", "cocola componet train"}});
+                                                               {"trained_by", trained_by()}});
         });
     }
 
     void write_models(const train::RunFolder& run, int64_t step) override {
         with_model_weights([&] {
-            model_.save(run.path("last.safetensors"), {{"step", std::to_string(step)}, {"trained_by", "cocola componet train"}});
+            model_.save(run.path("last.safetensors"), {{"step", std::to_string(step)}, {"trained_by", trained_by()}});
         });
     }
 
    private:
+    std::string trained_by() const { return model_.config().is_msdm() ? "cocola msdm train" : "cocola componet train"; }
     Prompt training_prompt(const PoolItem& item, Rng& rng) const {
-        if (rng.chance(o_.prompt_drop)) return {};
+        if (rng.chance(o_.prompt_drop) || model_.config().is_msdm()) return {};  // MSDM is unconditional
         if (o_.stage == 1) return {{}, item.out};
         if (rng.chance(o_.mix_tag)) return {{Tag{"mix", 0}}, item.out};
         return {item.in, item.out};
@@ -186,6 +190,19 @@ std::vector<std::string> vocabulary_for(const std::vector<std::unique_ptr<data::
     return vocab;
 }
 
+// MSDM's sources as canonical tags, distinct, at least two; only stage 1.
+void check_sources(ComponetTrainOptions& o) {
+    if (o.sources.empty()) return;
+    if (o.stage != 1) throw Error("an MSDM model is trained in one stage (no ControlNet adapter)");
+    std::set<std::string> seen;
+    for (auto& s : o.sources) {
+        const std::string tag = canonical_tag(s);
+        if (tag.empty() || !seen.insert(tag).second) throw Error("--sources: \"" + s + "\" is empty or repeated");
+        s = tag;
+    }
+    if (o.sources.size() < 2) throw Error("--sources: an MSDM model needs at least two sources");
+}
+
 }  // namespace
 
 ComponetTrainOptions read_componet_run_options(const std::string& run_dir) {
@@ -205,7 +222,8 @@ std::string default_pool_path(const ComponetTrainOptions& o) {
     return o.pool.empty() ? (std::filesystem::path(o.run_dir) / "pool.safetensors").string() : o.pool;
 }
 
-void prepare_latent_pool(const ComponetTrainOptions& o, const std::function<void(size_t, size_t)>& progress) {
+void prepare_latent_pool(ComponetTrainOptions o, const std::function<void(size_t, size_t)>& progress) {
+    check_sources(o);
     if (o.vae.empty()) throw Error("--vae is required (the VAE whose latents are denoised)");
     if (std::filesystem::exists(default_pool_path(o))) return;
     const generate::Vae vae = generate::Vae::load(o.vae);
@@ -218,6 +236,7 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
     if (o.stage != 1 && o.stage != 2) throw Error("--stage must be 1 or 2");
     if (o.vae.empty()) throw Error("--vae is required (the VAE whose latents are denoised)");
     if (o.stage == 2 && o.base.empty()) throw Error("--stage 2 needs --base, the stage-1 model file");
+    check_sources(o);
     if (!(o.prompt_drop >= 0 && o.prompt_drop < 1) || !(o.mix_tag >= 0 && o.mix_tag <= 1))
         throw Error("--prompt-drop must be in [0, 1) and --mix-tag in [0, 1]");
     const generate::Vae vae = generate::Vae::load(o.vae);
@@ -227,7 +246,8 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
     std::unique_ptr<Componet> model;
     if (o.stage == 1) {
         ComponetConfig c;
-        c.latent_channels = vae.config().latent_channels;
+        c.latent_channels = vae.config().latent_channels * std::max<int>(1, static_cast<int>(o.sources.size()));
+        c.sources = o.sources;
         c.channels = o.channels;
         c.res_blocks = o.res_blocks;
         c.prompt_dim = o.prompt_dim;
@@ -259,7 +279,8 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
                                {"validation (fixed noise and timesteps)", "#d62728", train::read_log_column(log, "val_loss"), true}},
                               0,
                               -1}},
-                            run.folder.path("curves.svg"), "cocola componet train, stage " + std::to_string(o.stage));
+                            run.folder.path("curves.svg"),
+                            o.sources.empty() ? "cocola componet train, stage " + std::to_string(o.stage) : std::string("cocola msdm train"));
 }
 
 }  // namespace cocola::componet
