@@ -15,6 +15,7 @@
 #include "cocola/error.hpp"
 #include "cocola/generate.hpp"
 #include "cocola/generation_eval.hpp"
+#include "cocola/npy.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/synth.hpp"
 #include "generate/componet_net.hpp"
@@ -470,44 +471,106 @@ TEST(GenerationEval, ItemsAreDeterministicAndSplitTheStemsAsTheirTaskSays) {
     EXPECT_THROW(draw_generation_items(cache, "songs", "", "sing", 1, 3, vocab), Error);
 }
 
-TEST(GenerationEval, TheCommandWritesItsTablesAndResumesWithoutRedoingItems) {
+TEST(GenerationEval, TheCommandWritesEveryFileResumesAnInterruptedRunAndThePageLoadsInABrowser) {
     const std::string dir = testutil::temp_dir("componet_eval_generation");
     Componet m(tiny_config(), 6);
     m.add_controlnet();
     scramble(m.net(), 13);
     m.save(dir + "/componet.safetensors");
-    const std::string args = "eval-generation --data " + song_cache() + " --split all --n 2 --steps 2 --examples 1 "
-                             "--vocoder griffin-lim --model " + dir + "/componet.safetensors --vae " + tiny_vae() +
-                             " -m " + testutil::golden("models/cocola_mel_seed0.safetensors") + " -o " + dir + "/ev";
+    ComponetConfig mc = tiny_config();
+    mc.latent_channels = 8;
+    mc.sources = {"bass", "drums"};
+    Componet msdm(mc, 7);
+    scramble(msdm.net(), 14);
+    msdm.save(dir + "/msdm.safetensors");
+    const std::string args = "eval-generation --data " + song_cache() + " --split all --n 3 --steps 2 --msdm-candidates 2 "
+                             "--vocoder griffin-lim --model " + dir + "/componet.safetensors --msdm-model " + dir +
+                             "/msdm.safetensors --vae " + tiny_vae() + " -m " + testutil::golden("models/cocola_mel_seed0.safetensors") +
+                             " --second-model " + testutil::golden("models/cocola_hpss_seed0.safetensors") + " -o " + dir + "/ev";
     auto r = testutil::run_cli(args);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto table = nlohmann::json::parse(read_all(dir + "/ev/table.json"));
-    ASSERT_EQ(table.size(), 8u);  // 2 tasks x 4 generators
+    ASSERT_EQ(table.size(), 9u);  // accompany: 5 generators; extract: 4 (MSDM only accompanies)
     for (const auto& row : table) {
-        EXPECT_EQ(row.at("items"), 2);
+        EXPECT_EQ(row.at("items"), 3);
         EXPECT_TRUE(row.at("cocola_score").is_number()) << row.dump();
+        EXPECT_TRUE(row.at("cocola_score_2").is_number()) << row.dump();
         if (row.at("generator") == "truth") {
             EXPECT_DOUBLE_EQ(row.at("cocola_score_of_truth").get<double>(), 1.0);
             EXPECT_DOUBLE_EQ(row.at("cocola_random_to_truth").get<double>(), 1.0);
         }
         if (row.at("generator") == "random") EXPECT_DOUBLE_EQ(row.at("cocola_random_to_truth").get<double>(), 0.0);
-        if (row.at("generator") == "componet") EXPECT_GT(row.at("log_mel_l1_db").get<double>(), 0);
+        if (row.at("generator") == "componet" || row.at("generator") == "msdm") EXPECT_GT(row.at("log_mel_l1_db").get<double>(), 0);
     }
-    EXPECT_TRUE(fs::exists(dir + "/ev/audio/cache_accompany_0_componet.wav"));
-    EXPECT_TRUE(fs::exists(dir + "/ev/audio/cache_extract_0_target.wav"));
+    // Items use only MSDM's sources, each tag on one side.
+    for (const auto& line : {std::string("bass"), std::string("drums")}) EXPECT_NE(read_all(dir + "/ev/items.jsonl").find(line), std::string::npos);
+    const auto dist = nlohmann::json::parse(read_all(dir + "/ev/distances.json"));
+    ASSERT_EQ(dist.size(), 2u * 7u);  // (cocola, vae) x (accompany: 4 non-truth generators, extract: 3)
+    for (const auto& d : dist) {
+        EXPECT_TRUE(d.at("fad").is_number()) << d.dump();
+        EXPECT_TRUE(d.at("kad").is_number()) << d.dump();
+        EXPECT_GE(d.at("fad").get<double>(), -1e-9);
+    }
+    for (const std::string f : {"table.md", "items.csv", "chart.svg", "index.html", "settings.json",
+                                "audio/cache_accompany_0_componet.wav", "audio/cache_accompany_2_msdm.wav",
+                                "audio/cache_extract_0_target.wav", "audio/cache_extract_1_input.wav", "audio/cache_accompany_1.png",
+                                "embeddings/cache_accompany_0_target.cocola.npy", "embeddings/cache_extract_2_random.vae.npy"})
+        EXPECT_TRUE(fs::exists(dir + "/ev/" + f)) << f;
+    EXPECT_FALSE(fs::exists(dir + "/ev/audio/cache_extract_0_msdm.wav"));
     const std::string lines = read_all(dir + "/ev/items.jsonl");
-    EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 16);
-    // Again without --resume: refused; with it: nothing is made again and the table is the same.
+    ASSERT_EQ(std::count(lines.begin(), lines.end(), '\n'), 27);
+    const std::string before = read_all(dir + "/ev/table.json");
+
+    // Embeddings made elsewhere (here: a fixed projection of each file's samples) give a third space.
+    fs::create_directories(dir + "/user");
+    for (const auto& e : fs::directory_iterator(dir + "/ev/audio")) {
+        if (e.path().extension() != ".wav") continue;
+        const auto a = audio::load_mono(e.path().string());
+        std::vector<float> v(4, 0.f);
+        for (size_t i = 0; i < a.size(); ++i) v[i % 4] += std::abs(a[i]);
+        npy::save(dir + "/user/" + e.path().stem().string() + ".npy", {4}, v.data());
+    }
+    // Again without --resume: refused. An interrupted run (the log cut after 10 items, the last line half
+    // written) continues and ends with the same log and table as the uninterrupted one.
     r = testutil::run_cli(args);
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
-    const std::string before = read_all(dir + "/ev/table.json");
-    r = testutil::run_cli(args + " --resume");
+    {
+        std::istringstream in(lines);
+        std::string line, cut;
+        for (int i = 0; i < 10 && std::getline(in, line); ++i) cut += line + "\n";
+        std::getline(in, line);
+        std::ofstream(dir + "/ev/items.jsonl") << cut << line.substr(0, line.size() / 2);
+    }
+    r = testutil::run_cli(args + " --resume --embeddings toy=" + dir + "/user");
     ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_EQ(read_all(dir + "/ev/items.jsonl"), lines);
+    const std::string after = read_all(dir + "/ev/items.jsonl");
+    EXPECT_EQ(std::count(after.begin(), after.end(), '\n'), 27 + 1);  // the half line ended by the next one
     EXPECT_EQ(read_all(dir + "/ev/table.json"), before);
-    // --resume with other options is refused, naming the settings file
+    EXPECT_EQ(nlohmann::json::parse(read_all(dir + "/ev/distances.json")).size(), 3u * 7u);
+    // --resume with other options is refused, naming the settings file; a missing user embedding is named.
     r = testutil::run_cli(args + " --resume --guidance 3");
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("settings.json"), std::string::npos) << r.out;
+    fs::remove(dir + "/user/cache_accompany_0_msdm.npy");
+    r = testutil::run_cli(args + " --resume --embeddings toy=" + dir + "/user");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("cache_accompany_0_msdm.npy"), std::string::npos) << r.out;
+
+    // The listening page in a headless browser: every player loads its file, and it renders.
+    const char* browsers[] = {"/usr/bin/chromium-headless-shell", "/usr/bin/chromium"};
+    std::string browser;
+    for (const char* b : browsers)
+        if (fs::exists(b)) browser = b;
+    if (browser.empty()) GTEST_SKIP() << "no Chromium here (scripts/setup.sh installs chromium-headless-shell)";
+    const std::string page = "file://" + fs::absolute(dir + "/ev/index.html").string();
+    const std::string flags = " --headless --no-sandbox --disable-gpu --allow-file-access-from-files --autoplay-policy=no-user-gesture-required "
+                              "--virtual-time-budget=20000 --user-data-dir=" + dir + "/chromium ";
+    const auto dom = testutil::run_shell(browser + flags + "--dump-dom " + page + " 2>/dev/null");
+    const size_t players = 3 * 2 * 2 + 3 * 5 + 3 * 4;  // input and target per item, then each output
+    EXPECT_NE(dom.out.find("audio loaded: " + std::to_string(players) + " of " + std::to_string(players) + "<"), std::string::npos)
+        << dom.out.substr(0, 3000);
+    testutil::run_shell(browser + flags + "--window-size=1400,1800 --screenshot=" + dir + "/ev/screenshot.png " + page + " 2>/dev/null");
+    ASSERT_TRUE(fs::exists(dir + "/ev/screenshot.png"));
+    EXPECT_GT(fs::file_size(dir + "/ev/screenshot.png"), 10000u);
 }

@@ -425,6 +425,8 @@ TEST(DistributionDistance, KadIsTheUnbiasedMmdComputedByHand) {
     const at::Tensor g = at::tensor({0.0, 1.0}, at::kDouble).view({2, 1}), r = at::tensor({0.0, 2.0}, at::kDouble).view({2, 1});
     const double gg = std::exp(-0.5), rr = std::exp(-2.0), gr = (1 + std::exp(-2.0) + std::exp(-0.5) + std::exp(-0.5)) / 4;
     EXPECT_NEAR(eval::kad(g, r, 1.0), 100 * (gg + rr - 2 * gr), 1e-12);
+    // Paired (0 with 0, 1 with 2): the cross term keeps only (0, 2) and (1, 0).
+    EXPECT_NEAR(eval::kad(g, r, 1.0, true), 100 * (gg + rr - (std::exp(-2.0) + std::exp(-0.5))), 1e-12);
     // The default bandwidth: the median pairwise distance of the reference set ({0, 2, 5}: 2, 5, 3 -> 3).
     const at::Tensor r3 = at::tensor({0.0, 2.0, 5.0}, at::kDouble).view({3, 1});
     EXPECT_NEAR(eval::median_pairwise_distance(r3), 3.0, 1e-12);

@@ -56,8 +56,9 @@ std::string temp_dir(const std::string& tag) {
     return p.string();
 }
 
-RunResult run_cli(const std::string& args) {
-    std::string cmd = std::string(COCOLA_CLI) + " " + args + " 2>&1";
+RunResult run_cli(const std::string& args) { return run_shell(std::string(COCOLA_CLI) + " " + args + " 2>&1"); }
+
+RunResult run_shell(const std::string& cmd) {
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
     RunResult r{-1, {}};
     std::array<char, 4096> buf;

@@ -30,6 +30,8 @@ struct RunResult {
 };
 // Runs the cocola CLI with the given argument string (shell-quoted by the caller).
 RunResult run_cli(const std::string& args);
+// Runs a shell command line; its stdout (and whatever it redirects) is returned.
+RunResult run_shell(const std::string& command);
 
 extern const std::vector<std::string> kClips5s;  // the 8 golden 5 s clips, in row order
 extern const std::vector<std::string> kClipsAll; // + the 3 s and 12 s clips

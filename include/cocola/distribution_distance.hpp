@@ -37,7 +37,10 @@ double median_pairwise_distance(const at::Tensor& x);
 
 // KAD: 100 x unbiased MMD^2 with k(x, y) = exp(-||x - y||^2 / (2 bandwidth^2)); bandwidth <= 0: the median pairwise
 // distance of the reference set. Can be slightly negative (unbiased). Each set needs at least 2 rows.
-double kad(const at::Tensor& generated, const at::Tensor& reference, double bandwidth = 0);
+// `paired` (row i of each set belongs to one item, e.g. an output and its target): the cross term leaves out the
+// pairs (i, i) too (Gretton et al.'s U-statistic), which the independent-samples estimate would count although
+// an output and its own target are not independent.
+double kad(const at::Tensor& generated, const at::Tensor& reference, double bandwidth = 0, bool paired = false);
 
 // A bootstrap 95% interval (2.5th and 97.5th percentiles) of a set distance: rows of both sets resampled with the
 // same indices when `paired` (the sets are items' outputs and targets), independently otherwise.

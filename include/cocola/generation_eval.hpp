@@ -5,7 +5,12 @@
 // Tasks: accompany (input: a random non-empty proper subset of the chunk's active stems; target: the others) and
 // extract (input: all active stems; target: one of them). Generators: componet (the model), truth (the target
 // itself: the upper bound), resynth (the target through the VAE and vocoder: what the generator's way to sound
-// keeps at best), random (a real sub-mix of another test song at a random place: the lower bound).
+// keeps at best), random (a real sub-mix of another test song at a random place: the lower bound), and msdm (the
+// MSDM baseline, accompaniment only: it inpaints the input's sources, so the items keep each tag on one side).
+//
+// Beside the per-item scores, set distances between each generator's outputs and the real targets: FAD, FAD-inf
+// and KAD on COCOLA embeddings, on VAE latents (mean and spread over time) and on embeddings users compute
+// elsewhere (distribution_distance.hpp).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -25,17 +30,20 @@ struct GenerationItem {
     int64_t offset = 0;         // samples
     Prompt prompt;              // in: the input's stems; out: the target's
     std::vector<float> input, target, random;  // generate::kChunkSamples each
+    std::vector<std::pair<std::string, std::vector<float>>> input_sources;  // the input per tag (stems of a tag summed)
 };
 
 const std::vector<std::string>& generation_tasks();       // accompany, extract
-const std::vector<std::string>& generation_generators();  // componet, truth, resynth, random
+const std::vector<std::string>& generation_generators();  // componet, msdm, truth, resynth, random
 
 // Draws n items of `task` from the `split` of a cache: chunks where at least two stems whose tags `vocabulary`
 // knows are active (data::ActivityRule), in songs of at least one chunk. Deterministic given the seed; the same
-// for every generator, so rows are compared on the same items. Throws when the split has no such chunk.
+// for every generator, so rows are compared on the same items. With `whole_tags` the stems of one tag (guitar_1,
+// guitar_2) stay on one side, as MSDM's sources require. Throws when the split has no such chunk.
 std::vector<GenerationItem> draw_generation_items(const data::StemCache& cache, const std::string& set,
                                                   const std::string& split, const std::string& task, size_t n,
-                                                  uint64_t seed, const std::vector<std::string>& vocabulary);
+                                                  uint64_t seed, const std::vector<std::string>& vocabulary,
+                                                  bool whole_tags = false);
 
 // Scale-invariant signal-to-distortion ratio (dB) of an estimate against a reference (both made zero-mean);
 // NaN when the reference is silent, +inf when they are equal up to scale.
@@ -43,15 +51,36 @@ double si_sdr(const float* estimate, const float* reference, size_t n);
 
 struct OutputMeasures {
     double cocola = NAN;      // COCOLA score of the output against the item's input (NaN without a judge)
+    double cocola2 = NAN;     // the same with a second COCOLA model (NaN without one)
     double log_mel_l1 = NAN;  // dB, against the target
     double si_sdr = NAN;      // dB, against the target
+    std::vector<float> cocola_embedding;  // the output's first-window embedding by the judge (empty without one)
 };
-OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output);
+OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output,
+                              const model::Model* second_judge = nullptr);
+
+// A clip's VAE latent summarised for set distances: the per-channel-and-band mean and standard deviation over time
+// (2 x latent_channels x bands values; 256 for the shipped VAE), so that a few dozen clips can fit a Gaussian.
+std::vector<float> vae_embedding(const generate::Vae& vae, const std::vector<float>& clip);
+
+// Set distances of one generator's outputs to the real targets of the same items, in one embedding space.
+struct DistanceRow {
+    std::string set, task, generator, space;
+    size_t items = 0;
+    double fad = NAN, fad_low = NAN, fad_high = NAN;  // with the bootstrap 95% interval (paired over items)
+    double fad_inf = NAN;
+    double kad = NAN, kad_low = NAN, kad_high = NAN;
+};
+// `outputs[i]` and `targets[i]` are the embeddings of item i's output and target. Needs 3 items or more (FAD-inf
+// and the intervals need more to mean much; they are NaN below 6).
+DistanceRow set_distances(const std::vector<std::vector<float>>& outputs, const std::vector<std::vector<float>>& targets,
+                          uint64_t seed = 0);
 
 struct GenerationRow {
     std::string set, task, generator;
     size_t items = 0;
     double cocola = NAN, cocola_ci95 = NAN;  // mean over items and the 95% half-width (normal approximation)
+    double cocola2 = NAN, cocola2_ci95 = NAN;
     double log_mel_l1 = NAN, log_mel_l1_ci95 = NAN;
     double si_sdr = NAN, si_sdr_ci95 = NAN;  // over the items where it is finite
 };
@@ -62,5 +91,26 @@ struct MeasuredItem {
 };
 // One row per (set, task, generator), in the order they first appear, and rows of set "all" over the sets.
 std::vector<GenerationRow> summarize_generation(const std::vector<MeasuredItem>& items);
+
+// ---------------------------------------------------------------- reports (src/generate/generation_report.cpp)
+// A bar chart of the mean COCOLA score per generator, grouped by test set and task, with 95% intervals; the
+// axis starts at the lowest mean minus its interval (raw scores sit far from zero), which the chart says.
+void write_score_chart_svg(const std::string& path, const std::vector<GenerationRow>& rows, const std::string& title);
+
+// One item of the listening page: its files are relative to the page's folder.
+struct PageItem {
+    std::string set, task, prompt;
+    size_t index = 0;
+    std::string input_audio, target_audio, spectrogram;       // relative paths ("" if absent)
+    std::vector<std::string> generators;                      // in column order
+    std::vector<std::string> outputs;                         // relative audio path per generator ("" if absent)
+    std::vector<double> scores;                               // COCOLA score per generator (NaN if none)
+};
+// DIR/index.html: the tables and chart at the top, then one row per item with audio players and scores, sortable
+// by clicking a column's header; self-contained (relative paths, no network). When every player has loaded its
+// file (or failed to), the page writes "audio loaded: N of M" in #load-status (for the browser test).
+void write_listening_page(const std::string& path, const std::string& title, const std::vector<GenerationRow>& rows,
+                          const std::vector<DistanceRow>& distances, const std::string& chart, const std::vector<PageItem>& items,
+                          const std::string& settings);
 
 }  // namespace cocola::componet

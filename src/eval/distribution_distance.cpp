@@ -52,7 +52,7 @@ at::Tensor squared_distances(const at::Tensor& a, const at::Tensor& b) {
     return (na + nb.t() - 2 * at::matmul(a, b.t())).clamp_min(0);
 }
 
-double kad_of(const at::Tensor& g, const at::Tensor& r, double bandwidth) {
+double kad_of(const at::Tensor& g, const at::Tensor& r, double bandwidth, bool paired) {
     const double gamma = 1.0 / (2 * bandwidth * bandwidth);
     const double m = static_cast<double>(g.size(0)), n = static_cast<double>(r.size(0));
     const at::Tensor kgg = at::exp(-gamma * squared_distances(g, g)), krr = at::exp(-gamma * squared_distances(r, r));
@@ -60,7 +60,8 @@ double kad_of(const at::Tensor& g, const at::Tensor& r, double bandwidth) {
     // Unbiased: the diagonals (a point with itself, k = 1) are left out of the within-set means.
     const double gg = (kgg.sum().item<double>() - m) / (m * (m - 1));
     const double rr = (krr.sum().item<double>() - n) / (n * (n - 1));
-    const double gr = kgr.sum().item<double>() / (m * n);
+    const double gr = paired ? (kgr.sum().item<double>() - kgr.trace().item<double>()) / (m * (m - 1))
+                             : kgr.sum().item<double>() / (m * n);
     return 100.0 * (gg + rr - 2 * gr);
 }
 
@@ -146,12 +147,13 @@ double median_pairwise_distance(const at::Tensor& x) {
     return percentile(d, 0.5);
 }
 
-double kad(const at::Tensor& generated, const at::Tensor& reference, double bandwidth) {
+double kad(const at::Tensor& generated, const at::Tensor& reference, double bandwidth, bool paired) {
     const at::Tensor g = as_rows(generated, "KAD (generated set)"), r = as_rows(reference, "KAD (reference set)");
     same_width(g, r);
     if (!(bandwidth > 0)) bandwidth = median_pairwise_distance(r);
     if (!(bandwidth > 0)) throw Error("KAD: every reference embedding is the same point (bandwidth 0)");
-    return kad_of(g, r, bandwidth);
+    if (paired && g.size(0) != r.size(0)) throw Error("KAD: paired sets must have as many rows");
+    return kad_of(g, r, bandwidth, paired);
 }
 
 Interval bootstrap_interval(SetDistance which, const at::Tensor& generated, const at::Tensor& reference, bool paired,
@@ -169,7 +171,7 @@ Interval bootstrap_interval(SetDistance which, const at::Tensor& generated, cons
         else
             for (auto& i : ir) i = rng.range(0, r.size(0) - 1);
         const at::Tensor gb = rows_at(g, ig), rb = rows_at(r, ir);
-        values.push_back(which == SetDistance::fad ? fad_of(gb, rb) : kad_of(gb, rb, kad_bandwidth));
+        values.push_back(which == SetDistance::fad ? fad_of(gb, rb) : kad_of(gb, rb, kad_bandwidth, paired));
     }
     return {percentile(values, 0.025), percentile(values, 0.975)};
 }

@@ -1,10 +1,13 @@
 // Measuring generation (generation_eval.hpp).
 #include "cocola/generation_eval.hpp"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
 
+#include "cocola/distribution_distance.hpp"
 #include "cocola/error.hpp"
 #include "cocola/generate.hpp"
 #include "cocola/rng.hpp"
@@ -17,7 +20,7 @@ const std::vector<std::string>& generation_tasks() {
     return t;
 }
 const std::vector<std::string>& generation_generators() {
-    static const std::vector<std::string> g = {"componet", "truth", "resynth", "random"};
+    static const std::vector<std::string> g = {"componet", "msdm", "truth", "resynth", "random"};
     return g;
 }
 
@@ -66,7 +69,8 @@ void mean_ci(const std::vector<double>& v, double& mean, double& ci95) {
 
 std::vector<GenerationItem> draw_generation_items(const data::StemCache& cache, const std::string& set,
                                                   const std::string& split, const std::string& task, size_t n,
-                                                  uint64_t seed, const std::vector<std::string>& vocabulary) {
+                                                  uint64_t seed, const std::vector<std::string>& vocabulary,
+                                                  bool whole_tags) {
     const auto& tasks = generation_tasks();
     if (std::find(tasks.begin(), tasks.end(), task) == tasks.end()) throw Error("unknown task \"" + task + "\"");
     const std::set<std::string> known(vocabulary.begin(), vocabulary.end());
@@ -86,16 +90,29 @@ std::vector<GenerationItem> draw_generation_items(const data::StemCache& cache, 
         std::vector<Tag> tags;
         const std::vector<int> stems = usable_stems(cache, t, offset, known, tags);
         if (stems.size() < 2) continue;
+        // The units a task splits: stems, or with whole_tags the groups of stems of one tag.
+        std::vector<std::vector<int>> units;
+        for (int s : stems) {
+            auto same = std::find_if(units.begin(), units.end(), [&](const std::vector<int>& u) {
+                return whole_tags && tags[static_cast<size_t>(u[0])].name == tags[static_cast<size_t>(s)].name;
+            });
+            if (same == units.end()) units.push_back({s});
+            else same->push_back(s);
+        }
+        if (units.size() < 2) continue;
         std::vector<int> in, out;
         if (task == "accompany") {
-            // A non-empty proper subset: each stem in with probability 1/2, drawn again until both sides have one.
+            // A non-empty proper subset: each unit in with probability 1/2, drawn again until both sides have one.
             while (in.empty() || out.empty()) {
                 in.clear(), out.clear();
-                for (int s : stems) (rng.chance(0.5) ? in : out).push_back(s);
+                for (const auto& u : units) {
+                    auto& side = rng.chance(0.5) ? in : out;
+                    side.insert(side.end(), u.begin(), u.end());
+                }
             }
         } else {
             in = stems;
-            out = {stems[static_cast<size_t>(rng.range(0, static_cast<int64_t>(stems.size()) - 1))]};
+            out = units[static_cast<size_t>(rng.range(0, static_cast<int64_t>(units.size()) - 1))];
         }
         // The random row: a sub-mix of another song at a random place, among its active stems (any, if none is).
         size_t r = t;
@@ -119,6 +136,14 @@ std::vector<GenerationItem> draw_generation_items(const data::StemCache& cache, 
         for (int s : in) item.prompt.in.push_back(tags[static_cast<size_t>(s)]);
         for (int s : out) item.prompt.out.push_back(tags[static_cast<size_t>(s)]);
         item.input = mix(cache, t, offset, in);
+        for (int st : in) {
+            const std::string& name = tags[static_cast<size_t>(st)].name;
+            auto it = std::find_if(item.input_sources.begin(), item.input_sources.end(), [&](const auto& p) { return p.first == name; });
+            const std::vector<float> one = mix(cache, t, offset, {st});
+            if (it == item.input_sources.end()) item.input_sources.push_back({name, one});
+            else
+                for (size_t k = 0; k < one.size(); ++k) it->second[k] += one[k];
+        }
         item.target = mix(cache, t, offset, out);
         item.random = mix(cache, r, r_offset, r_chosen);
         items.push_back(std::move(item));
@@ -152,17 +177,25 @@ double si_sdr(const float* estimate, const float* reference, size_t n) {
     return 10 * std::log10(target / noise);
 }
 
-OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output) {
+OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output,
+                              const model::Model* second_judge) {
     const size_t n = static_cast<size_t>(generate::kChunkSamples);
     if (output.size() != n || item.input.size() != n || item.target.size() != n)
         throw Error("measure_output: the clips must have " + std::to_string(n) + " samples");
     OutputMeasures m;
-    if (judge) {
-        const auto emb = eval::embed_clips(*judge, {item.input, output}, eval::ScoreOptions{});
+    auto score = [&](const model::Model& j, at::Tensor* output_embedding) {
+        const auto emb = eval::embed_clips(j, {item.input, output}, eval::ScoreOptions{});
         for (const auto& e : emb)
             if (!e.error.empty()) throw Error("scoring an output: " + e.error);
-        m.cocola = judge->similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[1].embeddings.slice(0, 0, 1)).item<double>();
+        if (output_embedding) *output_embedding = emb[1].embeddings[0].to(at::kFloat).contiguous();
+        return j.similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[1].embeddings.slice(0, 0, 1)).item<double>();
+    };
+    if (judge) {
+        at::Tensor e;
+        m.cocola = score(*judge, &e);
+        m.cocola_embedding.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
     }
+    if (second_judge) m.cocola2 = score(*second_judge, nullptr);
     m.log_mel_l1 = generate::log_mel_l1(output.data(), item.target.data(), n);
     m.si_sdr = si_sdr(output.data(), item.target.data(), n);
     return m;
@@ -184,19 +217,60 @@ std::vector<GenerationRow> summarize_generation(const std::vector<MeasuredItem>&
     for (const auto& key : order) {
         GenerationRow r;
         std::tie(r.set, r.task, r.generator) = key;
-        std::vector<double> c, l1, sd;
+        std::vector<double> c, c2, l1, sd;
         for (const MeasuredItem* it : groups[key]) {
             if (std::isfinite(it->m.cocola)) c.push_back(it->m.cocola);
+            if (std::isfinite(it->m.cocola2)) c2.push_back(it->m.cocola2);
             if (std::isfinite(it->m.log_mel_l1)) l1.push_back(it->m.log_mel_l1);
             if (std::isfinite(it->m.si_sdr)) sd.push_back(it->m.si_sdr);
         }
         r.items = groups[key].size();
         mean_ci(c, r.cocola, r.cocola_ci95);
+        mean_ci(c2, r.cocola2, r.cocola2_ci95);
         mean_ci(l1, r.log_mel_l1, r.log_mel_l1_ci95);
         mean_ci(sd, r.si_sdr, r.si_sdr_ci95);
         rows.push_back(r);
     }
     return rows;
+}
+
+std::vector<float> vae_embedding(const generate::Vae& vae, const std::vector<float>& clip) {
+    torch::NoGradGuard no_grad;
+    const at::Tensor z = generate::encode_audio(vae, clip)[0].to(at::kFloat);  // [C, H, W] of the first chunk
+    const at::Tensor flat = z.reshape({-1, z.size(2)});
+    const at::Tensor e = at::cat({flat.mean(1), flat.std(1, /*unbiased=*/false)}).contiguous();
+    return std::vector<float>(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
+}
+
+DistanceRow set_distances(const std::vector<std::vector<float>>& outputs, const std::vector<std::vector<float>>& targets,
+                          uint64_t seed) {
+    if (outputs.size() != targets.size()) throw Error("set_distances: outputs and targets differ in number");
+    DistanceRow r;
+    r.items = outputs.size();
+    if (outputs.size() < 3) return r;
+    auto matrix = [](const std::vector<std::vector<float>>& rows) {
+        const int64_t d = static_cast<int64_t>(rows[0].size());
+        at::Tensor m = at::empty({static_cast<int64_t>(rows.size()), d}, at::kDouble);
+        for (size_t i = 0; i < rows.size(); ++i) {
+            if (static_cast<int64_t>(rows[i].size()) != d) throw Error("set_distances: embeddings of different widths");
+            for (int64_t k = 0; k < d; ++k) m[static_cast<int64_t>(i)][k] = rows[i][static_cast<size_t>(k)];
+        }
+        return m;
+    };
+    const at::Tensor g = matrix(outputs), t = matrix(targets);
+    r.fad = eval::fad(g, t);
+    const double bandwidth = eval::median_pairwise_distance(t);
+    r.kad = bandwidth > 0 ? eval::kad(g, t, bandwidth, /*paired=*/true) : NAN;
+    if (outputs.size() >= 6) {
+        r.fad_inf = eval::fad_inf(g, t, 6, 0, seed).value;
+        const auto f = eval::bootstrap_interval(eval::SetDistance::fad, g, t, true, 200, seed);
+        r.fad_low = f.low, r.fad_high = f.high;
+        if (bandwidth > 0) {
+            const auto k = eval::bootstrap_interval(eval::SetDistance::kad, g, t, true, 200, seed, bandwidth);
+            r.kad_low = k.low, r.kad_high = k.high;
+        }
+    }
+    return r;
 }
 
 }  // namespace cocola::componet
