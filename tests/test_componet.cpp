@@ -15,6 +15,7 @@
 #include "cocola/error.hpp"
 #include "cocola/generate.hpp"
 #include "cocola/generation_eval.hpp"
+#include "cocola/model.hpp"
 #include "cocola/npy.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/synth.hpp"
@@ -418,6 +419,42 @@ TEST(Msdm, TrainsOnStackedSourcesAndAccompaniesThroughTheCommand) {
     r = testutil::run_cli("generate --source bass=" + dir + "/bass.wav --prompt \"out: piano\" -o " + dir + "/x.wav" + common);
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("known tags"), std::string::npos) << r.out;
+}
+
+// ---------------------------------------------------------------- COCOLA-guided sampling
+TEST(CocolaGuidance, TheGradientRaisesTheGuidesScoreAndTheSamplerFollowsIt) {
+    const auto vae = generate::Vae::load(tiny_vae());
+    auto guide = model::Model::load(testutil::golden("models/cocola_mel_seed0.safetensors"));
+    std::vector<float> input(static_cast<size_t>(generate::kChunkSamples));
+    for (size_t i = 0; i < input.size(); ++i) input[i] = 0.3f * static_cast<float>(std::sin(2 * M_PI * 196 * static_cast<double>(i) / 16000));
+    CocolaGuidance g{&guide, &vae, guide_embedding(guide, input), 1.0};
+    ASSERT_EQ(g.input_embedding.size(0), 1);
+    at::Generator gen = at::detail::createCPUGenerator(3);
+    const at::Tensor z = at::randn({2, 4, 16, 128}, gen, at::kFloat);
+    at::Tensor before, after;
+    const at::Tensor grad = guidance_gradient(g, z, &before);
+    ASSERT_EQ(grad.sizes(), z.sizes());
+    EXPECT_GT(grad.abs().sum().item<double>(), 0);
+    // A small step along the gradient raises each latent's score (first order).
+    const at::Tensor step = 1e-2 * grad / grad.pow(2).mean({1, 2, 3}, true).sqrt();
+    guidance_gradient(g, z + step, &after);
+    for (int64_t b = 0; b < 2; ++b) EXPECT_GT(after[b].item<double>(), before[b].item<double>()) << b;
+    // The sampler with guidance: deterministic, different from unguided sampling.
+    Componet m(tiny_config(), 5);
+    m.add_controlnet();
+    scramble(m.net(), 15);
+    SampleOptions so;
+    so.steps = 3;
+    const Prompt p = parse_prompt("in: mix; out: bass", m.config().vocabulary);
+    const at::Tensor control = generate::encode_audio(vae, input);
+    const at::Tensor plain = sample(m, p, control, 1, 16, 128, so);
+    const at::Tensor guided = sample(m, p, control, 1, 16, 128, so, {}, {}, g);
+    EXPECT_TRUE(at::equal(guided, sample(m, p, control, 1, 16, 128, so, {}, {}, g)));
+    EXPECT_FALSE(at::allclose(plain, guided, 1e-4, 1e-4));
+    EXPECT_TRUE(at::isfinite(guided).all().item<bool>());
+    // The guide must read spectrograms as the decoder makes them.
+    auto hpss = model::Model::load(testutil::golden("models/cocola_hpss_seed0.safetensors"));
+    EXPECT_THROW(guide_embedding(hpss, input), Error);
 }
 
 TEST(GenerationEval, SiSdrIsScaleInvariantAndFallsWithTheNoise) {

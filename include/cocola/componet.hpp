@@ -130,6 +130,24 @@ struct Inpainting {
     at::Tensor mask;   // [1, C, 1, 1] of 0 / 1
     bool active() const { return known.defined(); }
 };
+// COCOLA-guided sampling (beyond the paper, which lists it as future work): at every DDIM step the gradient of the
+// COCOLA score between the input and the decoded clean estimate (VAE decoder -> mel COCOLA model, which reads the
+// decoder's spectrogram directly) is added to the denoising direction: eps <- eps - scale sqrt(1 - a_t) g / rms(g),
+// g = d score / d x_t through the clean estimate (the U-Net's prediction held fixed).
+struct CocolaGuidance {
+    model::Model* guide = nullptr;         // a COCOLA model of the mel front-end
+    const generate::Vae* vae = nullptr;    // the decoder the gradient flows through
+    at::Tensor input_embedding;            // [1, D]: the guide's embedding of the input chunk
+    double scale = 0;
+    bool active() const { return guide && vae && scale > 0; }
+};
+// The guide's embedding of a 16 kHz chunk (its mel spectrogram, as the decoder makes them); throws unless the guide
+// reads the mel front-end.
+at::Tensor guide_embedding(model::Model& guide, const std::vector<float>& chunk);
+// The guide's score of each latent's decoded spectrogram against the input embedding, and its gradient wrt the
+// latents (for tests and the sampler).
+at::Tensor guidance_gradient(const CocolaGuidance& g, const at::Tensor& clean_latents, at::Tensor* scores = nullptr);
+
 // x with its masked channels set to sqrt(a) known + sqrt(1 - a) noise (a = alpha_bar at the noise level, 1: clean).
 at::Tensor inpaint(const at::Tensor& x, const Inpainting& in, double alpha_bar, at::Generator& gen);
 
@@ -137,7 +155,7 @@ at::Tensor inpaint(const at::Tensor& x, const Inpainting& in, double alpha_bar, 
 // channels to inpaint). Deterministic given the seed.
 at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& control, int64_t batch, int64_t height,
                   int64_t width, const SampleOptions& o, const StepProgress& progress = {},
-                  const Inpainting& inpainting = {});
+                  const Inpainting& inpainting = {}, const CocolaGuidance& guidance = {});
 
 // ---------------------------------------------------------------- generating audio
 struct GenerateOptions {
@@ -145,6 +163,8 @@ struct GenerateOptions {
     int candidates = 1;            // per chunk; the one kept is chosen by `select`
     std::string select = "cocola"; // "cocola" (highest COCOLA score against the input) or "norm" (highest L2 norm)
     double overlap_seconds = 0.64; // chunks of 5.12 s overlap this much and are crossfaded
+    double cocola_guidance = 0;    // COCOLA-guided sampling scale (0: off); needs a guide model
+    model::Model* guide = nullptr; // the mel COCOLA model that guides
 };
 struct Generated {
     std::vector<float> audio;       // the input's length

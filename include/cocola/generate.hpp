@@ -99,8 +99,9 @@ class Vae {
     // mel dB [B, 64, T] (T a multiple of downsampling()) -> scaled latent [B, latent_channels, 64/d, T/d]: the
     // posterior mean (or a draw from it with `sample`). Eval mode, no gradients.
     at::Tensor encode(const at::Tensor& mel_db, bool sample = false) const;
-    // scaled latent -> mel dB [B, 64, T]. Eval mode, no gradients.
-    at::Tensor decode(const at::Tensor& latent) const;
+    // scaled latent -> mel dB [B, 64, T]. Eval mode; no gradients unless `with_grad` (COCOLA-guided sampling
+    // differentiates a score through the decoder).
+    at::Tensor decode(const at::Tensor& latent, bool with_grad = false) const;
     // mel dB -> posterior mean, log-variance (unscaled) and reconstruction (dB), with autograd (for training).
     void forward(const at::Tensor& mel_db, at::Tensor& mean, at::Tensor& logvar, at::Tensor& reconstruction,
                  bool sample, at::Generator* gen = nullptr);

@@ -17,6 +17,7 @@
 #include "cocola/componet.hpp"
 #include "cocola/data.hpp"
 #include "cocola/error.hpp"
+#include "cocola/features.hpp"
 #include "cocola/fsutil.hpp"
 #include "cocola/generate.hpp"
 #include "cocola/generation_eval.hpp"
@@ -74,7 +75,7 @@ Runner add_eval_generation_command(CLI::App& app) {
         std::vector<std::string> data, tasks = {"accompany", "extract"},
                                        generators = {"componet", "msdm", "truth", "resynth", "random"}, embeddings;
         std::string split = "test", out = "generation-eval", model, msdm_model, vae, vocoder = "neural", vocoder_model,
-                    cocola_model, second_model, cache_dir = data::default_cache_dir();
+                    cocola_model, second_model, guide_model, cache_dir = data::default_cache_dir();
         size_t n = 40;
         int examples = -1, msdm_candidates = 12;
         uint64_t seed = 0;
@@ -101,6 +102,9 @@ Runner add_eval_generation_command(CLI::App& app) {
         ->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--select", o->g.select, "cocola (highest COCOLA score against the input) or norm (highest L2 norm)")
         ->check(CLI::IsMember({"cocola", "norm"}))->capture_default_str();
+    app.add_option("--cocola-guidance", o->g.cocola_guidance, "CompoNet with COCOLA-guided sampling at this scale (0: off)")
+        ->capture_default_str()->check(CLI::Range(0.0, 100.0));
+    app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end, not the judge (-m)");
     app.add_option("--msdm-candidates", o->msdm_candidates, "MSDM's candidates per item; the loudest is kept (the paper: 12)")
         ->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--model", o->model, "CompoNet weights (default: models/componet_default.safetensors)");
@@ -141,7 +145,7 @@ Runner add_eval_generation_command(CLI::App& app) {
             {"steps", o->g.sampling.steps}, {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
             {"select", o->g.select}, {"model", o->model}, {"vae", o->vae}, {"vocoder", o->vocoder},
             {"vocoder_model", o->vocoder_model}, {"cocola_model", o->cocola_model}, {"second_model", o->second_model},
-            {"items_for_msdm", with_msdm}, {"msdm_model", o->msdm_model}, {"msdm_candidates", o->msdm_candidates}};
+            {"cocola_guidance", o->g.cocola_guidance}, {"guide_model", o->guide_model}, {"items_for_msdm", with_msdm}, {"msdm_model", o->msdm_model}, {"msdm_candidates", o->msdm_candidates}};
         const std::string log_path = o->out + "/items.jsonl", settings_path = o->out + "/settings.json";
         std::vector<componet::MeasuredItem> measured;
         std::set<std::tuple<std::string, std::string, size_t, std::string>> done;
@@ -213,6 +217,16 @@ Runner add_eval_generation_command(CLI::App& app) {
         const std::string judge_path = o->cocola_model.empty() ? default_model_path() : o->cocola_model;
         if (judge_path.empty()) throw Error("no COCOLA model ships here: give -m / --cocola-model");
         const model::Model judge = model::Model::load(judge_path);
+        std::unique_ptr<model::Model> guide;
+        if (o->g.cocola_guidance > 0) {
+            if (o->guide_model.empty()) throw Error("--cocola-guidance needs --guide-model (a COCOLA model of the mel front-end)");
+            if (fs::exists(o->guide_model) && fs::exists(judge_path) && fs::equivalent(o->guide_model, judge_path))
+                throw Error("--guide-model is the judge (-m): guided outputs must be judged by a model they were not guided by");
+            guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
+            if (guide->config().frontend != features::Frontend::Mel)
+                throw Error(o->guide_model + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
+            o->g.guide = guide.get();
+        }
         std::unique_ptr<model::Model> judge2;
         if (!o->second_model.empty()) judge2 = std::make_unique<model::Model>(model::Model::load(o->second_model));
 

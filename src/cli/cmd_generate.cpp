@@ -11,6 +11,8 @@
 #include "cocola/audio.hpp"
 #include "cocola/componet.hpp"
 #include "cocola/error.hpp"
+#include "cocola/features.hpp"
+#include "cocola/model.hpp"
 #include "cocola/generate.hpp"
 
 namespace cocola::cli {
@@ -75,7 +77,7 @@ std::string task_prompt(const std::string& task, const std::vector<std::string>&
 
 Runner add_generate_command(CLI::App& app) {
     struct Opts {
-        std::string in, out, prompt, task, pairs, model, vae, vocoder = "neural", vocoder_model, cocola_model;
+        std::string in, out, prompt, task, pairs, model, vae, vocoder = "neural", vocoder_model, cocola_model, guide_model;
         std::vector<std::string> in_tags, out_tags, sources;
         componet::GenerateOptions g;
         bool json = false;
@@ -111,6 +113,10 @@ Runner add_generate_command(CLI::App& app) {
         ->check(CLI::IsMember({"neural", "griffin-lim"}))->capture_default_str();
     app.add_option("--vocoder-model", o->vocoder_model, "Neural vocoder (default: models/vocoder_default.safetensors)");
     app.add_option("--cocola-model", o->cocola_model, "COCOLA model that scores the result (default: the shipped one)");
+    app.add_option("--cocola-guidance", o->g.cocola_guidance, "COCOLA-guided sampling: how far each DDIM step follows the "
+                                                              "gradient of the guide's score against the input (0: off; try 0.1-1)")
+        ->capture_default_str()->check(CLI::Range(0.0, 100.0));
+    app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end (judge with another one)");
     app.add_flag("--json", o->json, "Print a JSON summary (prompt, seed, steps, COCOLA score against the input)");
     app.footer("Examples:\n"
                "  cocola generate song_piano.wav --prompt \"in: piano; out: bass, drums\" -o bass_drums.wav\n"
@@ -160,6 +166,14 @@ Runner add_generate_command(CLI::App& app) {
             jobs.push_back({o->in, o->out, default_prompt});
         }
 
+        std::unique_ptr<model::Model> guide;
+        if (o->g.cocola_guidance > 0) {
+            if (o->guide_model.empty()) throw Error("--cocola-guidance needs --guide-model (a COCOLA model of the mel front-end)");
+            guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
+            if (guide->config().frontend != features::Frontend::Mel)
+                throw Error(o->guide_model + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
+            o->g.guide = guide.get();
+        }
         auto model = componet::Componet::load(model_path);
         const bool msdm = model.config().is_msdm();
         if (!o->sources.empty() && !msdm) throw Error("--source is for MSDM models; " + model_path + " is a CompoNet (give IN)");
@@ -250,7 +264,7 @@ Runner add_generate_command(CLI::App& app) {
                                 {"seed", o->g.sampling.seed},    {"steps", o->g.sampling.steps},
                                 {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
                                 {"select", o->g.select},         {"vocoder", o->vocoder},
-                                {"model", msdm ? "msdm" : "componet"},
+                                {"model", msdm ? "msdm" : "componet"}, {"cocola_guidance", o->g.cocola_guidance},
                                 {"seconds", static_cast<double>(x.size()) / 16000.0}};
             if (!g.chunk_scores.empty()) {
                 r["cocola_score"] = score;

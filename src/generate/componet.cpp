@@ -9,9 +9,11 @@
 
 #include "cocola/componet.hpp"
 #include "cocola/error.hpp"
+#include "cocola/features.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/score.hpp"
 #include "generate/componet_net.hpp"
+#include "model/cocola_net.hpp"
 #include "generate/generator_training.hpp"
 
 namespace cocola::componet {
@@ -169,8 +171,30 @@ at::Tensor inpaint(const at::Tensor& x, const Inpainting& in, double alpha_bar, 
     return m * noised + (1 - m) * x;
 }
 
+at::Tensor guide_embedding(model::Model& guide, const std::vector<float>& chunk) {
+    if (guide.config().frontend != features::Frontend::Mel)
+        throw Error("the COCOLA guide must read the mel front-end (it is given the VAE decoder's spectrogram); this one reads " +
+                    features::frontend_name(guide.config().frontend));
+    torch::NoGradGuard no_grad;
+    const at::Tensor mel = generate::mel_spectrogram(chunk.data(), chunk.size());  // [64, T]
+    guide.net().eval();
+    return guide.net().embed(mel.unsqueeze(0).unsqueeze(0).to(guide.device())).detach();
+}
+
+at::Tensor guidance_gradient(const CocolaGuidance& g, const at::Tensor& clean_latents, at::Tensor* scores) {
+    torch::AutoGradMode grad_mode(true);
+    at::Tensor z = clean_latents.detach().clone().set_requires_grad(true);
+    const at::Tensor mel = g.vae->decode(z, /*with_grad=*/true).clamp(generate::kMelFloorDb, generate::kMelCeilingDb);
+    g.guide->net().eval();
+    const at::Tensor emb = g.guide->net().embed(mel.unsqueeze(1).to(g.guide->device()));
+    const at::Tensor s = g.guide->net().similarity(g.input_embedding.to(g.guide->device()), emb).squeeze(0);  // [B]
+    if (scores) *scores = s.detach().cpu();
+    return torch::autograd::grad({s.sum()}, {z})[0].detach();
+}
+
 at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& control, int64_t batch, int64_t height,
-                  int64_t width, const SampleOptions& o, const StepProgress& progress, const Inpainting& inpainting) {
+                  int64_t width, const SampleOptions& o, const StepProgress& progress, const Inpainting& inpainting,
+                  const CocolaGuidance& guidance) {
     const ComponetConfig& c = model.config();
     if (o.steps < 1 || o.steps > c.diffusion_steps)
         throw Error("--steps must be between 1 and " + std::to_string(c.diffusion_steps));
@@ -210,6 +234,13 @@ at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& contr
         if (guided) {
             const auto parts = eps.chunk(2);
             eps = parts[1] + o.guidance * (parts[0] - parts[1]);
+        }
+        if (guidance.active()) {
+            // d score / d x_t = (1 / sqrt(a_t)) d score / d x0 with the prediction held fixed; normalised per sample
+            // so that `scale` is in units of the noise's own size.
+            const at::Tensor g = guidance_gradient(guidance, (x - std::sqrt(1 - a_t) * eps) / std::sqrt(a_t)).to(dev);
+            const at::Tensor rms = g.pow(2).mean({1, 2, 3}, true).sqrt().clamp_min(1e-12);
+            eps = eps - guidance.scale * std::sqrt(1 - a_t) * g / rms;
         }
         const at::Tensor x0 = (x - std::sqrt(1 - a_t) * eps) / std::sqrt(a_t);
         const double sigma = o.eta * std::sqrt((1 - a_prev) / (1 - a_t)) * std::sqrt(std::max(0.0, 1 - a_t / a_prev));
@@ -338,7 +369,13 @@ Generated generate_audio(Componet& model, const generate::Vae& vae, const genera
         const int64_t d = vae.config().downsampling();
         SampleOptions so = o.sampling;
         so.seed = mix_seed(o.sampling.seed, k);
-        const at::Tensor z = sample(model, prompt, control, o.candidates, generate::kMelBands / d, generate::kChunkFrames / d, so);
+        CocolaGuidance guidance;
+        if (o.cocola_guidance > 0) {
+            if (!o.guide) throw Error("--cocola-guidance needs a guide (a COCOLA model of the mel front-end)");
+            guidance = {o.guide, &vae, guide_embedding(*o.guide, in_chunk), o.cocola_guidance};
+        }
+        const at::Tensor z = sample(model, prompt, control, o.candidates, generate::kMelBands / d, generate::kChunkFrames / d, so, {},
+                                    {}, guidance);
         std::vector<std::vector<float>> cands;
         for (int64_t b = 0; b < z.size(0); ++b) cands.push_back(latent_to_audio(vae, vocoder, z.slice(0, b, b + 1)));
         const size_t best = pick_candidate(cands, in_chunk, judge, o.select, g.chunk_scores);

@@ -245,12 +245,12 @@ at::Tensor Vae::encode(const at::Tensor& mel_db, bool sample) const {
     return z * c.scale_factor;
 }
 
-at::Tensor Vae::decode(const at::Tensor& latent) const {
+at::Tensor Vae::decode(const at::Tensor& latent, bool with_grad) const {
     const VaeConfig& c = impl_->config;
     if (latent.dim() != 4 || latent.size(1) != c.latent_channels || latent.size(2) * c.downsampling() != kMelBands)
         throw Error("VAE decode: expected latents [B, " + std::to_string(c.latent_channels) + ", " +
                     std::to_string(kMelBands / c.downsampling()) + ", w], got " + shape_text(latent.sizes()));
-    torch::NoGradGuard no_grad;
+    torch::AutoGradMode grad_mode(with_grad);
     const bool was_training = impl_->net->is_training();
     impl_->net->eval();
     const at::Tensor mel = impl_->net->decoder->forward(latent.to(impl_->device, at::kFloat) / c.scale_factor).squeeze(1);
