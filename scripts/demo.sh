@@ -23,14 +23,14 @@ else
   fi
 fi
 
-echo "== 1/4 procedural multi-stem songs"
+echo "== 1/5 procedural multi-stem songs"
 $COCOLA synth -o "$OUT/songs" --tracks 12 --seconds 20 --split test --seed 2026
 $COCOLA data index "$OUT/songs" -o "$OUT/cache"
 
-echo "== 2/4 coherent sub-mix classification (Eq. 8, K = 2)"
+echo "== 2/5 coherent sub-mix classification (Eq. 8, K = 2)"
 $COCOLA eval -m "$MODEL" --data "$OUT/cache" --split test --k 2 -o "$OUT/eval" > /dev/null
 
-echo "== 3/4 COCOLA scores: coherent pairs against shuffled ones"
+echo "== 3/5 COCOLA scores: coherent pairs against shuffled ones"
 $COCOLA data protocol "$OUT/cache" --split test --wav "$OUT/pairs" -o "$OUT/pairs.json" > /dev/null
 n=$(ls "$OUT/pairs" | grep -c _anchor.wav)
 shift_by=$(( n / 2 ))   # pairs come track by track: half the set away is another song
@@ -45,7 +45,23 @@ shift_by=$(( n / 2 ))   # pairs come track by track: half the set away is anothe
 $COCOLA score -m "$MODEL" --pairs "$OUT/pairs/coherent.csv" --csv --output "$OUT/scores_coherent.csv"
 $COCOLA score -m "$MODEL" --pairs "$OUT/pairs/shuffled.csv" --csv --output "$OUT/scores_shuffled.csv"
 
-echo "== 4/4 report"
+echo "== 4/5 generation"
+# CompoNet accompanies one song's bass with drums, then a small Table 3 (CompoNet, MSDM, truth, random) on two
+# chunks per set with its listening page. Skipped, and said so, when the generator weights are missing.
+GEN_NOTE="Generation skipped: the generator weights (models/componet_default, msdm_default, vae_default, vocoder_default) are missing."
+if [[ -f models/componet_default.safetensors && -f models/msdm_default.safetensors && -f models/vae_default.safetensors && -f models/vocoder_default.safetensors ]]; then
+  SONG=$(ls -d "$OUT"/songs/*/song* | head -n 1)
+  mkdir -p "$OUT/generation"
+  $COCOLA generate "$SONG/bass.wav" --prompt "in: bass; out: drums" --steps 25 -o "$OUT/generation/accompaniment_drums.wav" \
+    --json > "$OUT/generation/accompaniment.json"
+  cp "$SONG/bass.wav" "$OUT/generation/accompaniment_input_bass.wav"
+  $COCOLA eval-generation --data "$OUT/cache" --n 2 --tasks accompany --steps 25 --msdm-candidates 2 \
+    -o "$OUT/generation/table" > /dev/null
+  GEN_SCORE=$(grep -o '"cocola_score": [-0-9.e]*' "$OUT/generation/accompaniment.json" | head -n 1 | cut -d' ' -f2)
+  GEN_NOTE="CompoNet generated drums for the bass of $(basename "$SONG") (generation/accompaniment_input_bass.wav -> generation/accompaniment_drums.wav; COCOLA score against the bass: $GEN_SCORE). A small generation table on 2 chunks (25 DDIM steps; the full one is in docs/generation.md):"
+fi
+
+echo "== 5/5 report"
 paste -d, <(tail -n +2 "$OUT/scores_coherent.csv" | cut -d, -f3) <(tail -n +2 "$OUT/scores_shuffled.csv" | cut -d, -f3) \
   > "$OUT/scores_paired.csv"
 read -r mean_c mean_s wins total <<<"$(awk -F, '{c+=$1; s+=$2; if ($1 > $2) w++; n++} END {printf "%.3f %.3f %d %d", c/n, s/n, w, n}' "$OUT/scores_paired.csv")"
@@ -90,6 +106,15 @@ awk -F, -v n="$total" '
   echo
   echo "![scores](scores.svg)"
   echo
-  echo "Files: eval/eval.json, scores_coherent.csv, scores_shuffled.csv, pairs/ (the WAVs scored)."
+  echo "## Generation: CompoNet and the MSDM baseline"
+  echo
+  echo "$GEN_NOTE"
+  if [[ -f $OUT/generation/table/table.md ]]; then
+    echo
+    sed -n '/^| test set | task | generator | items | COCOLA/,/^$/p' "$OUT/generation/table/table.md"
+    echo "Listen: [generation/table/index.html](generation/table/index.html) (every item's input, target and outputs, with scores and spectrograms)."
+  fi
+  echo
+  echo "Files: eval/eval.json, scores_coherent.csv, scores_shuffled.csv, pairs/ (the WAVs scored), generation/."
 } > "$OUT/report.md"
 echo "report: $(cd "$OUT" && pwd)/report.md"

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 FILES=(models/cocola_default.safetensors tests/data/golden/models/cocola_hpss_seed0.safetensors
        tests/data/golden/models/cocola_mel_seed0.safetensors models/componet_default.safetensors
-       models/vocoder_default.safetensors)
+       models/vocoder_default.safetensors models/msdm_default.safetensors)
 EX=.git/info/exclude
 BEGIN="# device_tree.sh strip: begin"; END="# device_tree.sh strip: end"
 case "${1:-}" in
