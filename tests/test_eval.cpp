@@ -450,6 +450,17 @@ TEST(DistributionDistance, BootstrapIntervalsHoldTheEstimateAndBadSetsAreRefused
         const eval::Interval again = eval::bootstrap_interval(which, g, r, true, 200, 0);
         EXPECT_EQ(ci.low, again.low);  // deterministic given the seed
     }
+    // Few items from one distribution (as in a 20-item generation table): resamples with repeats score far above the
+    // estimate, and the interval must still hold it.
+    const at::Tensor cov32 = at::eye(32, at::kDouble);
+    const at::Tensor few_g = gaussian_rows(20, at::zeros({32}, at::kDouble), cov32, 10), few_r = gaussian_rows(20, at::zeros({32}, at::kDouble), cov32, 11);
+    for (auto which : {eval::SetDistance::fad, eval::SetDistance::kad}) {
+        const double point = which == eval::SetDistance::fad ? eval::fad(few_g, few_r) : eval::kad(few_g, few_r, 0, true);
+        const eval::Interval ci = eval::bootstrap_interval(which, few_g, few_r, true, 200, 0);
+        EXPECT_LE(ci.low, point);
+        EXPECT_GT(ci.high, point);
+        EXPECT_GE(ci.low, which == eval::SetDistance::fad ? 0.0 : -1e300);
+    }
     EXPECT_THROW(eval::fad(g.slice(0, 0, 1), r), Error);
     EXPECT_THROW(eval::kad(g, at::zeros({5, 3}, at::kDouble)), Error);
     at::Tensor bad = g.clone();

@@ -42,8 +42,10 @@ double median_pairwise_distance(const at::Tensor& x);
 // an output and its own target are not independent.
 double kad(const at::Tensor& generated, const at::Tensor& reference, double bandwidth = 0, bool paired = false);
 
-// A bootstrap 95% interval (2.5th and 97.5th percentiles) of a set distance: rows of both sets resampled with the
-// same indices when `paired` (the sets are items' outputs and targets), independently otherwise.
+// A bootstrap 95% interval of a set distance: the 2.5th and 97.5th percentiles of the resamples' values, shifted by
+// their bias (their mean minus the estimate; repeated rows make sets look less diverse, which raises FAD and KAD).
+// Rows of both sets are resampled with the same indices when `paired` (the sets are items' outputs and targets),
+// independently otherwise.
 struct Interval {
     double low = NAN, high = NAN;
 };

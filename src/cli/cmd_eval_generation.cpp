@@ -408,7 +408,7 @@ Runner add_eval_generation_command(CLI::App& app) {
             md += "\nDistances of each generator's outputs to the real targets of the same items (lower: closer to real "
                   "audio of that kind; they do not measure coherence): FAD (Gaussians fitted to each set; biased upwards "
                   "for few items), FAD-inf (its extrapolation to infinitely many), KAD (x100 unbiased MMD^2, Gaussian "
-                  "kernel of the targets' median distance, output-target pairs of one item left out of the cross term); [95%]: bootstrap over items. Embeddings: cocola (the default "
+                  "kernel of the targets' median distance, output-target pairs of one item left out of the cross term); [95%]: bootstrap over items, shifted by the resamples' bias. Embeddings: cocola (the default "
                   "model's), vae (the VAE latent's mean and spread over time)" +
                   std::string(user_spaces.empty() ? "" : ", and those given by --embeddings") + ".\n";
         }
