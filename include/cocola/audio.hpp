@@ -8,6 +8,13 @@ namespace cocola::audio {
 
 constexpr int kSampleRate = 16000;  // every model in COCOLA works at 16 kHz
 
+// What load_mono decodes (a file outside these is refused with a message that says why): sample rates from 1 kHz to
+// 768 kHz, at most 4 hours and at most 2^29 frames (2 GiB of float samples) before resampling.
+constexpr int kMinSampleRate = 1000;
+constexpr int kMaxSampleRate = 768000;
+constexpr long long kMaxSeconds = 4 * 3600;
+constexpr long long kMaxFrames = 1LL << 29;
+
 struct FileInfo {
     int sample_rate = 0;
     int channels = 0;
@@ -20,10 +27,12 @@ FileInfo probe(const std::string& path);
 
 // Decode `path`, average its channels to mono (as the reference does), resample to `target_rate` with soxr
 // (high quality) when the file has another rate. Throws cocola::Error naming the file for: a missing file, a
-// file that is not audio, a truncated file, zero samples, NaN/Inf samples. Silence is valid.
+// file that is not audio, a truncated file, zero samples, NaN/Inf samples, a sample rate or length outside the
+// limits above, and a file too large for the memory at hand. Silence is valid.
 std::vector<float> load_mono(const std::string& path, int target_rate = kSampleRate);
 
-// Resample mono float audio with soxr HQ. Returns the input unchanged when the rates are equal.
+// Resample mono float audio with soxr HQ. Returns the input unchanged when the rates are equal; throws
+// cocola::Error for a rate outside kMinSampleRate..kMaxSampleRate.
 std::vector<float> resample(const std::vector<float>& x, int from_rate, int to_rate);
 
 // Write interleaved float samples as a 32-bit float WAV, atomically (temp file + rename).

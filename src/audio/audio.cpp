@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <new>
 
 #include "cocola/error.hpp"
 #include "cocola/fsutil.hpp"
@@ -50,6 +51,20 @@ bool header_says_truncated(SNDFILE* f) {
            s.find("Data length in header") != std::string::npos;
 }
 
+// Rates and lengths we decode: outside them a file is almost surely broken (a 1 Hz header turned a 6 s file into
+// 1.5e9 samples at 16 kHz), and past them the buffers would not fit a normal machine's memory.
+void check_rate(const std::string& what, long long rate) {
+    if (rate < kMinSampleRate || rate > kMaxSampleRate)
+        throw Error(what + ": unsupported sample rate " + std::to_string(rate) + " Hz (supported: " +
+                    std::to_string(kMinSampleRate) + " to " + std::to_string(kMaxSampleRate) + " Hz)");
+}
+void check_length(const std::string& path, long long frames, int rate) {
+    if (frames > kMaxFrames || static_cast<double>(frames) / rate > kMaxSeconds)
+        throw Error(path + ": too long (" + std::to_string(frames) + " frames at " + std::to_string(rate) +
+                    " Hz; at most " + std::to_string(kMaxSeconds / 3600) + " hours and " + std::to_string(kMaxFrames) +
+                    " frames are decoded: cut it into parts)");
+}
+
 }  // namespace
 
 FileInfo probe(const std::string& path) {
@@ -60,6 +75,8 @@ FileInfo probe(const std::string& path) {
 
 std::vector<float> resample(const std::vector<float>& x, int from_rate, int to_rate) {
     if (from_rate == to_rate || x.empty()) return x;
+    check_rate("resampling", from_rate);
+    check_rate("resampling", to_rate);
     const double ratio = static_cast<double>(to_rate) / from_rate;
     const size_t out_len = static_cast<size_t>(std::llround(x.size() * ratio));
     std::vector<float> y(out_len);
@@ -77,22 +94,31 @@ std::vector<float> load_mono(const std::string& path, int target_rate) {
     SF_INFO info;
     auto f = open_for_reading(path, info);
     if (info.channels < 1) throw Error(path + ": invalid channel count " + std::to_string(info.channels));
-    if (info.samplerate <= 0) throw Error(path + ": invalid sample rate " + std::to_string(info.samplerate));
+    check_rate(path, info.samplerate);
     if (header_says_truncated(f.get())) throw Error(path + ": truncated file (the header promises more data than the file holds)");
+    // Streams of unknown length report a huge frame count: the cap is then checked while reading.
+    const bool length_known = info.frames > 0 && info.frames < SF_COUNT_MAX / 2;
+    if (length_known) check_length(path, info.frames, info.samplerate);
 
     const int ch = info.channels;
     std::vector<float> mono;
-    if (info.frames > 0) mono.reserve(static_cast<size_t>(info.frames));
-    std::vector<float> block(static_cast<size_t>(4096) * ch);
-    for (;;) {
-        sf_count_t got = sf_readf_float(f.get(), block.data(), 4096);
-        if (got <= 0) break;
-        for (sf_count_t i = 0; i < got; ++i) {
-            // Average channels in double to keep mono exact for identical channels.
-            double s = 0;
-            for (int c = 0; c < ch; ++c) s += block[static_cast<size_t>(i) * ch + c];
-            mono.push_back(static_cast<float>(s / ch));
+    try {
+        if (length_known) mono.reserve(static_cast<size_t>(info.frames));
+        std::vector<float> block(static_cast<size_t>(4096) * ch);
+        for (;;) {
+            sf_count_t got = sf_readf_float(f.get(), block.data(), 4096);
+            if (got <= 0) break;
+            for (sf_count_t i = 0; i < got; ++i) {
+                // Average channels in double to keep mono exact for identical channels.
+                double s = 0;
+                for (int c = 0; c < ch; ++c) s += block[static_cast<size_t>(i) * ch + c];
+                mono.push_back(static_cast<float>(s / ch));
+            }
+            if (!length_known) check_length(path, static_cast<long long>(mono.size()), info.samplerate);
         }
+    } catch (const std::bad_alloc&) {
+        throw Error(path + ": not enough memory to decode it (" + std::to_string(info.frames) + " frames of " +
+                    std::to_string(ch) + " channels)");
     }
     if (sf_error(f.get()) != SF_ERR_NO_ERROR)
         throw Error(path + ": decoding failed (" + std::string(sf_strerror(f.get())) + ")");
@@ -103,7 +129,15 @@ std::vector<float> load_mono(const std::string& path, int target_rate) {
     for (size_t i = 0; i < mono.size(); ++i)
         if (!std::isfinite(mono[i]))
             throw Error(path + ": contains NaN or Inf samples (first at frame " + std::to_string(i) + ")");
-    if (info.samplerate != target_rate) mono = resample(mono, info.samplerate, target_rate);
+    if (info.samplerate != target_rate) {
+        try {
+            mono = resample(mono, info.samplerate, target_rate);
+        } catch (const std::bad_alloc&) {
+            throw Error(path + ": not enough memory to resample it to " + std::to_string(target_rate) + " Hz");
+        } catch (const Error& e) {
+            throw Error(path + ": " + e.what());
+        }
+    }
     return mono;
 }
 
