@@ -1,8 +1,10 @@
 // Parity of the COCOLA model with the official PyTorch model on the golden features and weights.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "cocola/error.hpp"
 #include "cocola/model.hpp"
@@ -144,6 +146,17 @@ class RefusedWeights : public ::testing::Test {
         ADD_FAILURE() << "loading " << path << " should have failed";
         return {};
     }
+    std::string expect_refused_file(const std::string& path) {
+        try {
+            safetensors::load(path);
+        } catch (const Error& e) {
+            std::string msg = e.what();
+            EXPECT_EQ(msg.rfind(path, 0), 0u) << msg;
+            return msg;
+        }
+        ADD_FAILURE() << "reading " << path << " should have failed";
+        return {};
+    }
 };
 
 TEST_F(RefusedWeights, MissingUnexpectedAndMisShapedTensors) {
@@ -190,6 +203,74 @@ TEST_F(RefusedWeights, WrongChannelCountForTheMetadata) {
     safetensors::save(p, f.tensors, meta);
     auto msg = expect_refused(p);
     EXPECT_NE(msg.find("_conv_stem.weight has shape [32, 1, 3, 3]"), std::string::npos) << msg;
+}
+
+namespace {
+// A .safetensors file written byte by byte: the 8-byte header length, the header, the data.
+void write_raw_safetensors(const std::string& path, const std::string& header, const std::string& data) {
+    std::string bytes(8, '\0');
+    uint64_t n = header.size();
+    std::memcpy(bytes.data(), &n, 8);
+    std::ofstream(path, std::ios::binary) << bytes << header << data;
+}
+std::string floats(std::initializer_list<float> v) {
+    std::string s(v.size() * 4, '\0');
+    std::memcpy(s.data(), std::data(v), s.size());
+    return s;
+}
+}  // namespace
+
+TEST_F(RefusedWeights, FilesTheFormatForbidsSharedBytesDuplicateKeysAndNonFiniteValues) {
+    const std::string p = dir + "/raw.safetensors";
+    const auto tensor = [](const char* name, int begin) {
+        return std::string("\"") + name + "\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" + std::to_string(begin) +
+               "," + std::to_string(begin + 8) + "]}";
+    };
+    // The control: two tensors side by side load.
+    write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("b", 8) + "}", floats({1, 2, 3, 4}));
+    EXPECT_EQ(safetensors::load(p).tensors.size(), 2u);
+    write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("b", 0) + "}", floats({1, 2, 3, 4}));
+    EXPECT_NE(expect_refused_file(p).find("tensors a and b share bytes"), std::string::npos);
+    write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("b", 4) + "}", floats({1, 2, 3}));
+    EXPECT_NE(expect_refused_file(p).find("share bytes"), std::string::npos);
+    write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("a", 8) + "}", floats({1, 2, 3, 4}));
+    EXPECT_NE(expect_refused_file(p).find("key \"a\" twice"), std::string::npos);
+    write_raw_safetensors(p, "{\"__metadata__\":{\"x\":\"1\",\"x\":\"2\"}," + tensor("a", 0) + "}", floats({1, 2}));
+    EXPECT_NE(expect_refused_file(p).find("key \"x\" twice"), std::string::npos);
+    write_raw_safetensors(p, "{" + tensor("a", 0) + "}", floats({1, std::numeric_limits<float>::quiet_NaN()}));
+    EXPECT_NE(expect_refused_file(p).find("tensor a holds NaN or infinite values"), std::string::npos);
+    write_raw_safetensors(p, "{" + tensor("a", 0) + "}", floats({std::numeric_limits<float>::infinity(), 1}));
+    EXPECT_NE(expect_refused_file(p).find("tensor a holds NaN or infinite values"), std::string::npos);
+    // A header padded with spaces (allowed) that is not JSON gets a short message.
+    write_raw_safetensors(p, "{" + std::string(20000, ' ') + "x", "");
+    const std::string msg = expect_refused_file(p);
+    EXPECT_LT(msg.size(), 600u) << msg.size();
+}
+
+TEST_F(RefusedWeights, NonFiniteWeightsNegativeVarianceAndBadSimilarityNameTheFile) {
+    auto f = safetensors::load(model_path("hpss"));
+    const std::string p = dir + "/damaged.safetensors";
+    const auto save_with = [&](const std::string& name, float value, size_t at) {
+        std::vector<std::pair<std::string, at::Tensor>> ts;
+        for (auto& [n, t] : f.tensors) ts.emplace_back(n, n == name ? t.clone() : t);
+        for (auto& [n, t] : ts)
+            if (n == name) t.view(-1)[static_cast<int64_t>(at)] = value;
+        safetensors::save(p, ts, f.metadata);
+    };
+    save_with("similarity.w", std::numeric_limits<float>::quiet_NaN(), 3);
+    EXPECT_NE(expect_refused(p).find("similarity.w holds NaN"), std::string::npos);
+    save_with("encoder.encoder.model.0._conv_stem.weight", std::numeric_limits<float>::infinity(), 0);
+    EXPECT_NE(expect_refused(p).find("_conv_stem.weight holds NaN or infinite"), std::string::npos);
+    std::string var_name;
+    for (auto& [n, t] : f.tensors)
+        if (var_name.empty() && n.find(".running_var") != std::string::npos) var_name = n;
+    ASSERT_FALSE(var_name.empty());
+    save_with(var_name, -0.5f, 0);
+    EXPECT_NE(expect_refused(p).find(var_name + " has a negative variance"), std::string::npos);
+    auto meta = f.metadata;
+    meta["similarity"] = "bogus";
+    safetensors::save(p, f.tensors, meta);
+    EXPECT_NE(expect_refused(p).find("similarity"), std::string::npos);
 }
 
 TEST(Weights, SaveLoadRoundTripKeepsEverything) {

@@ -259,7 +259,13 @@ Model Model::load(const std::string& path) {
     } catch (const std::exception&) {
         throw Error(path + ": malformed embedding_dim or dropout_p in metadata");
     }
-    if (const auto* v = meta("similarity")) c.similarity = parse_similarity(*v);
+    if (const auto* v = meta("similarity")) {
+        try {
+            c.similarity = parse_similarity(*v);
+        } catch (const std::exception& e) {
+            throw Error(path + ": metadata similarity: " + e.what());
+        }
+    }
     else c.similarity = file.find("similarity.w") ? Similarity::Bilinear : Similarity::Cosine;
 
     Model m(c);
@@ -280,6 +286,11 @@ Model Model::load(const std::string& path) {
         in_file.erase(it);
     }
     for (const auto& [n, t] : in_file) problems.push_back("unexpected tensor " + n + " " + shape_str(t->sizes()));
+    // A negative BatchNorm variance makes sqrt(var + eps) NaN for every input.
+    for (const auto& [name, t] : file.tensors)
+        if (name.size() > 12 && name.compare(name.size() - 12, 12, ".running_var") == 0 && t.numel() > 0 &&
+            t.min().item<double>() < 0)
+            problems.push_back("tensor " + name + " has a negative variance (" + std::to_string(t.min().item<double>()) + ")");
     if (!problems.empty()) {
         std::string msg = path + ": not a COCOLA " + features::frontend_name(c.frontend) + " checkpoint (" +
                           std::to_string(problems.size()) + " problems):";

@@ -1,5 +1,6 @@
 #include "cocola/safetensors.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -53,11 +54,30 @@ File load(const std::string& path) {
     std::string header(header_len, '\0');
     in.read(header.data(), static_cast<std::streamsize>(header_len));
     nlohmann::ordered_json j;
+    // The format forbids duplicate keys; a JSON parser silently keeps one of them, so they are caught while parsing.
+    std::vector<std::vector<std::string>> keys_of_open_objects;
+    std::string duplicate_key;
+    const auto watch_keys = [&](int, nlohmann::ordered_json::parse_event_t event, nlohmann::ordered_json& parsed) {
+        using E = nlohmann::ordered_json::parse_event_t;
+        if (event == E::object_start) keys_of_open_objects.emplace_back();
+        else if (event == E::object_end && !keys_of_open_objects.empty()) keys_of_open_objects.pop_back();
+        else if (event == E::key && !keys_of_open_objects.empty() && parsed.is_string()) {
+            auto& keys = keys_of_open_objects.back();
+            const std::string k = parsed.get<std::string>();
+            if (std::find(keys.begin(), keys.end(), k) != keys.end() && duplicate_key.empty()) duplicate_key = k;
+            keys.push_back(k);
+        }
+        return true;
+    };
     try {
-        j = nlohmann::ordered_json::parse(header);
+        j = nlohmann::ordered_json::parse(header, watch_keys);
     } catch (const std::exception& e) {
-        throw Error(path + ": header is not valid JSON (" + e.what() + ")");
+        // The parser's message can quote the whole header: keep its first line short.
+        std::string why = e.what();
+        if (why.size() > 300) why = why.substr(0, 300) + "...";
+        throw Error(path + ": header is not valid JSON (" + why + ")");
     }
+    if (!duplicate_key.empty()) throw Error(path + ": header has the key \"" + duplicate_key + "\" twice");
     if (!j.is_object()) throw Error(path + ": header is not a JSON object");
     const int64_t data_start = 8 + static_cast<int64_t>(header_len);
     const int64_t data_size = file_size - data_start;
@@ -96,11 +116,28 @@ File load(const std::string& path) {
             throw Error(path + ": malformed header entry for " + it.key() + " (" + ex.what() + ")");
         }
     }
+    // Each tensor owns its bytes: two tensors sharing or overlapping bytes are refused (the format forbids it).
+    std::vector<const Entry*> by_offset;
+    for (const auto& e : entries) by_offset.push_back(&e);
+    std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
+        return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+    });
+    for (size_t i = 1; i < by_offset.size(); ++i) {
+        const Entry &a = *by_offset[i - 1], &b = *by_offset[i];
+        if (b.begin < a.end)
+            throw Error(path + ": tensors " + a.name + " and " + b.name + " share bytes (data_offsets [" +
+                        std::to_string(a.begin) + ", " + std::to_string(a.end) + ") and [" + std::to_string(b.begin) +
+                        ", " + std::to_string(b.end) + "))");
+    }
     std::string data(static_cast<size_t>(data_size), '\0');
     if (!in.read(data.data(), data_size)) throw Error(path + ": truncated data section");
     for (const auto& e : entries) {
         auto t = at::empty(e.shape, at::TensorOptions().dtype(e.dt->type));
         std::memcpy(t.data_ptr(), data.data() + e.begin, static_cast<size_t>(e.end - e.begin));
+        // No weights, optimizer state or statistics we write is ever NaN or infinite: such a file is damaged, and
+        // would otherwise give NaN results with exit 0.
+        if (t.is_floating_point() && t.numel() > 0 && !at::isfinite(t).all().item<bool>())
+            throw Error(path + ": tensor " + e.name + " holds NaN or infinite values");
         f.tensors.emplace_back(e.name, t);
     }
     return f;
