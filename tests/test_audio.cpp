@@ -196,6 +196,18 @@ TEST_F(AudioTest, FilesLongerThanTheCapAreRefusedBeforeDecoding) {
     std::filesystem::remove(p);
 }
 
+TEST_F(AudioTest, FloatSamplesFarOutsideFullScaleAreRefusedAndModestOnesRead) {
+    // Samples around 3e29 once made the mel features +inf with exit 0.
+    auto s = sine(440, 16000, 16000);
+    s[100] = 3e29f;
+    const std::string p = dir + "/huge.wav";
+    write_file(p, s, 1, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    EXPECT_NE(expect_error(p).find("far outside [-1, 1]"), std::string::npos);
+    s[100] = 4.0f;  // past full scale, but a float file may be
+    write_file(p, s, 1, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    EXPECT_FLOAT_EQ(audio::load_mono(p)[100], 4.0f);
+}
+
 TEST_F(AudioTest, WriteWavIsAtomicAndReadable) {
     const std::string p = dir + "/out.wav";
     auto s = sine(440, 16000, 1234);

@@ -1,6 +1,7 @@
 // Parity of the COCOLA model with the official PyTorch model on the golden features and weights.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "cocola/model.hpp"
 #include "cocola/npy.hpp"
 #include "cocola/safetensors.hpp"
+#include "cocola/score.hpp"
 #include "model/cocola_net.hpp"
 #include "test_util.hpp"
 
@@ -271,6 +273,28 @@ TEST_F(RefusedWeights, NonFiniteWeightsNegativeVarianceAndBadSimilarityNameTheFi
     meta["similarity"] = "bogus";
     safetensors::save(p, f.tensors, meta);
     EXPECT_NE(expect_refused(p).find("similarity"), std::string::npos);
+}
+
+TEST_F(RefusedWeights, FiniteWeightsThatOverflowGiveAnErrorNotANanScore) {
+    // W entries of 3e38 are finite, so the file loads, but every score overflows: an error of the pair, no NaN.
+    auto f = safetensors::load(model_path("hpss"));
+    std::vector<std::pair<std::string, at::Tensor>> ts;
+    for (auto& [n, t] : f.tensors) ts.emplace_back(n, n == "similarity.w" ? at::full_like(t, 3e38f) : t);
+    const std::string p = dir + "/overflowing.safetensors";
+    safetensors::save(p, ts, f.metadata);
+    const auto m = model::Model::load(p);
+    const std::string a = testutil::golden("inputs/00_triad.wav"), b = testutil::golden("inputs/02_bass.wav");
+    const auto res = eval::score_pairs(m, {{a, b}}, eval::ScoreOptions{});
+    ASSERT_EQ(res.size(), 1u);
+    EXPECT_NE(res[0].error.find("NaN or infinite"), std::string::npos) << res[0].error;
+    const auto mat = eval::score_matrix(m, {a}, {b}, eval::ScoreOptions{});
+    EXPECT_TRUE(std::isnan(mat.scores[0][0]));
+    ASSERT_EQ(mat.errors.size(), 1u);
+    EXPECT_NE(mat.errors[0].find("NaN or infinite"), std::string::npos);
+    // The unchanged model scores the same pair finitely.
+    const auto good = eval::score_pairs(model::Model::load(model_path("hpss")), {{a, b}}, eval::ScoreOptions{});
+    EXPECT_TRUE(good[0].error.empty()) << good[0].error;
+    EXPECT_TRUE(std::isfinite(good[0].score));
 }
 
 TEST(Weights, SaveLoadRoundTripKeepsEverything) {

@@ -14,6 +14,7 @@ constexpr int kMinSampleRate = 1000;
 constexpr int kMaxSampleRate = 768000;
 constexpr long long kMaxSeconds = 4 * 3600;
 constexpr long long kMaxFrames = 1LL << 29;
+constexpr float kMaxAmplitude = 1e6f;  // float samples beyond +-1e6 (120 dB over full scale) are refused
 
 struct FileInfo {
     int sample_rate = 0;
@@ -28,7 +29,7 @@ FileInfo probe(const std::string& path);
 // Decode `path`, average its channels to mono (as the reference does), resample to `target_rate` with soxr
 // (high quality) when the file has another rate. Throws cocola::Error naming the file for: a missing file, a
 // file that is not audio, a truncated file, zero samples, NaN/Inf samples, a sample rate or length outside the
-// limits above, and a file too large for the memory at hand. Silence is valid.
+// limits above, samples beyond kMaxAmplitude, and a file too large for the memory at hand. Silence is valid.
 std::vector<float> load_mono(const std::string& path, int target_rate = kSampleRate);
 
 // Resample mono float audio with soxr HQ. Returns the input unchanged when the rates are equal; throws

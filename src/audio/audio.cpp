@@ -129,6 +129,13 @@ std::vector<float> load_mono(const std::string& path, int target_rate) {
     for (size_t i = 0; i < mono.size(); ++i)
         if (!std::isfinite(mono[i]))
             throw Error(path + ": contains NaN or Inf samples (first at frame " + std::to_string(i) + ")");
+    // Float files may go past full scale, but not by this much: such values are integers stored as floats, or garbage,
+    // and their spectra would overflow single precision in the features of either front-end.
+    for (size_t i = 0; i < mono.size(); ++i)
+        if (std::fabs(mono[i]) > kMaxAmplitude)
+            throw Error(path + ": sample " + std::to_string(mono[i]) + " at frame " + std::to_string(i) +
+                        " is far outside [-1, 1] (at most " + std::to_string(static_cast<long long>(kMaxAmplitude)) +
+                        " is read; rescale the file)");
     if (info.samplerate != target_rate) {
         try {
             mono = resample(mono, info.samplerate, target_rate);

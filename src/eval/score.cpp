@@ -41,6 +41,15 @@ std::vector<Loaded> load_all(const std::vector<std::string>& paths) {
     return out;
 }
 
+// No NaN or infinite embedding leaves with a success: it is an error of that clip (weights that overflow).
+void refuse_non_finite(std::vector<Embedded>& out) {
+    for (auto& e : out)
+        if (e.error.empty() && e.embeddings.defined() && !at::isfinite(e.embeddings).all().item<bool>()) {
+            e.error = "the model's embedding is NaN or infinite (weights that overflow on this input)";
+            e.embeddings = at::Tensor();
+        }
+}
+
 }  // namespace
 
 std::vector<size_t> window_offsets(size_t n, size_t hop) {
@@ -66,6 +75,7 @@ std::vector<Embedded> embed_clips(const model::Model& m, const std::vector<std::
                 out[i].error = first_line(e.what());
             }
         }
+        refuse_non_finite(out);
         return out;
     }
     // Window mode: every window of every clip in one feature batch and one model batch.
@@ -98,6 +108,7 @@ std::vector<Embedded> embed_clips(const model::Model& m, const std::vector<std::
     at::Tensor emb = m.embed(feats, o.mode);
     for (size_t i = 0; i < clips.size(); ++i)
         out[i].embeddings = emb.slice(0, static_cast<int64_t>(first[i]), static_cast<int64_t>(first[i] + count[i]));
+    refuse_non_finite(out);
     return out;
 }
 
@@ -181,6 +192,10 @@ std::vector<PairScore> score_pairs(const model::Model& m, const std::vector<std:
             at::Tensor sc = m.pair_scores(ec.embeddings, ea.embeddings).to(at::kDouble);
             r.window_scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
             r.score = sc.mean().item<double>();
+            if (!std::isfinite(r.score)) {
+                r.error = r.cond + " / " + r.acc + ": the score is NaN or infinite (the model's similarity overflows)";
+                r.window_scores.clear();
+            }
         }
         for (auto& r : res) out.push_back(std::move(r));
         if (progress) progress(out.size());
@@ -215,6 +230,10 @@ ScoreMatrix score_matrix(const model::Model& m, const std::vector<std::string>& 
             const int64_t w = std::min(ec[i].embeddings.size(0), ea[j].embeddings.size(0));
             r.scores[i][j] = m.pair_scores(ec[i].embeddings.slice(0, 0, w), ea[j].embeddings.slice(0, 0, w))
                                  .to(at::kDouble).mean().item<double>();
+            if (!std::isfinite(r.scores[i][j])) {
+                r.errors.push_back(conds[i] + " / " + cands[j] + ": the score is NaN or infinite (the model's similarity overflows)");
+                r.scores[i][j] = nan;
+            }
         }
     }
     return r;
