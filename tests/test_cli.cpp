@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cocola/csv.hpp"
 #include "cocola/npy.hpp"
 #include "test_util.hpp"
 
@@ -98,6 +99,58 @@ TEST(ScoreCli, CsvBatchWithAMissingFileScoresTheRest) {
     // Header + 3 rows, two of them with a score.
     EXPECT_NE(r.out.find("cond,acc,score,windows,error"), std::string::npos);
     EXPECT_NE(r.out.find(wav("02_bass") + "," + wav("03_triad_drums_mix") + ","), std::string::npos) << r.out;
+}
+
+TEST(Csv, Rfc4180QuotesCommasDoubledQuotesLineBreaksAndBom) {
+    auto p = cocola::csv::parse("\xEF\xBB\xBF" "cond,acc\r\n\"a, b.wav\",\"say \"\"hi\"\".wav\"\n\n\"two\nlines.wav\",c.wav");
+    EXPECT_TRUE(p.error.empty()) << p.error;
+    ASSERT_EQ(p.records.size(), 3u);
+    EXPECT_EQ(p.records[0].fields, (std::vector<std::string>{"cond", "acc"}));
+    EXPECT_EQ(p.records[1].fields, (std::vector<std::string>{"a, b.wav", "say \"hi\".wav"}));
+    EXPECT_EQ(p.records[1].line, 2);
+    EXPECT_EQ(p.records[2].fields, (std::vector<std::string>{"two\nlines.wav", "c.wav"}));
+    EXPECT_EQ(p.records[2].line, 4);
+    auto bad = cocola::csv::parse("a,b\n\"open,c\nd,e\n");
+    ASSERT_EQ(bad.records.size(), 1u);  // the good row before it is kept
+    EXPECT_EQ(bad.error, "line 2: unterminated quoted field");
+    EXPECT_EQ(cocola::csv::parse("\"x\"y,z").error, "line 1: text after a closing quote");
+    EXPECT_EQ(cocola::csv::parse("a,,b").records[0].fields, (std::vector<std::string>{"a", "", "b"}));
+}
+
+TEST(ScoreCli, PairsCsvColumnsByHeaderQuotedPathsAndMalformedRowsByLine) {
+    namespace fs = std::filesystem;
+    const std::string dir = testutil::temp_dir("csv_rfc");
+    fs::copy_file(wav("00_triad"), dir + "/a, \"quoted\".wav");
+    fs::copy_file(wav("01_drums"), dir + "/drums.wav");
+    {
+        // A byte-order mark, columns named in another order with one more, a quoted path with a comma and doubled
+        // quotes, a row with one field, and a good row after it.
+        std::ofstream f(dir + "/pairs.csv", std::ios::binary);
+        f << "\xEF\xBB\xBF" "acc,note,cond\r\n"
+          << "drums.wav,first,\"a, \"\"quoted\"\".wav\"\r\n"
+          << "only-one-field\r\n"
+          << "\"a, \"\"quoted\"\".wav\",second,drums.wav\r\n";
+    }
+    auto r = run_cli("score -m " + model("hpss") + " --pairs " + dir + "/pairs.csv --json");
+    EXPECT_EQ(r.code, 1) << r.out;  // the malformed row is a failure, reported by its line
+    EXPECT_NE(r.out.find(dir + "/pairs.csv:3: expected a cond and an acc path"), std::string::npos) << r.out;
+    auto j = parse_json_tail(r.out.substr(r.out.find("{\n")));
+    ASSERT_EQ(j["pairs"].size(), 2u);
+    EXPECT_EQ(j["pairs"][0]["cond"], dir + "/a, \"quoted\".wav");
+    EXPECT_EQ(j["pairs"][0]["acc"], dir + "/drums.wav");
+    EXPECT_TRUE(j["pairs"][0].contains("score")) << j.dump();
+    EXPECT_EQ(j["pairs"][1]["cond"], dir + "/drums.wav");
+    EXPECT_TRUE(j["pairs"][1].contains("score")) << j.dump();
+    EXPECT_EQ(j["failed"], 1);
+    // An unterminated quote: the rows before it are scored, the file and line named.
+    {
+        std::ofstream f(dir + "/open.csv");
+        f << "drums.wav,drums.wav\n\"drums.wav,drums.wav\n";
+    }
+    r = run_cli("score -m " + model("hpss") + " --pairs " + dir + "/open.csv --csv");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(dir + "/open.csv:2: unterminated quoted field"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(dir + "/drums.wav," + dir + "/drums.wav,"), std::string::npos) << r.out;
 }
 
 TEST(ScoreCli, DirectoryPairsByFileNameReportMissingPartners) {

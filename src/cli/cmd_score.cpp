@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include "cli/model_options.hpp"
 #include "cli/progress.hpp"
+#include "cocola/csv.hpp"
 #include "cocola/fsutil.hpp"
 
 namespace cocola::cli {
@@ -17,33 +19,60 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string trim(std::string s) {
-    const char* ws = " \t\r\n\"";
+    const char* ws = " \t";
     s.erase(0, s.find_first_not_of(ws));
     s.erase(s.find_last_not_of(ws) + 1);
     return s;
 }
 
-// cond,acc rows; an optional header row naming the columns; relative paths are relative to the CSV's folder.
-std::vector<std::pair<std::string, std::string>> read_pairs_csv(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open pairs file");
+// The pairs of a --pairs file, and its malformed rows by line number (the good rows are still scored).
+struct PairsFile {
     std::vector<std::pair<std::string, std::string>> pairs;
-    std::string line;
-    int lineno = 0;
+    std::vector<std::string> errors;
+};
+
+// CSV as RFC 4180 (quoted fields may hold commas and doubled quotes); columns named by a header row `cond,acc` in any
+// order (other columns ignored), else the first two columns; lines starting with # are comments; relative paths are
+// relative to the CSV's folder.
+PairsFile read_pairs_csv(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open pairs file");
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const csv::Parsed parsed = csv::parse(buffer.str());
+    PairsFile out;
     const fs::path base = fs::path(path).parent_path();
-    while (std::getline(in, line)) {
-        ++lineno;
-        if (trim(line).empty() || trim(line)[0] == '#') continue;
-        auto comma = line.find(',');
-        if (comma == std::string::npos) throw Error(path + ":" + std::to_string(lineno) + ": expected 'cond,acc'");
-        std::string c = trim(line.substr(0, comma)), a = trim(line.substr(comma + 1));
-        if (a.find(',') != std::string::npos) a = trim(a.substr(0, a.find(',')));
-        if (lineno == 1 && c == "cond" && a == "acc") continue;
-        auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (base / p).string(); };
-        pairs.emplace_back(resolve(c), resolve(a));
+    auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (base / p).string(); };
+    size_t cond_col = 0, acc_col = 1;
+    bool first = true;
+    for (const auto& rec : parsed.records) {
+        if (!rec.fields.empty() && !trim(rec.fields[0]).empty() && trim(rec.fields[0])[0] == '#') continue;
+        const std::string where = path + ":" + std::to_string(rec.line) + ": ";
+        if (first) {
+            first = false;
+            long c = -1, a = -1;
+            for (size_t k = 0; k < rec.fields.size(); ++k) {
+                std::string name = trim(rec.fields[k]);
+                for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                if (name == "cond") c = static_cast<long>(k);
+                if (name == "acc") a = static_cast<long>(k);
+            }
+            if (c >= 0 && a >= 0) {
+                cond_col = static_cast<size_t>(c), acc_col = static_cast<size_t>(a);
+                continue;
+            }
+            if (c >= 0 || a >= 0) throw Error(where + "a header row needs both a cond and an acc column");
+        }
+        if (rec.fields.size() <= std::max(cond_col, acc_col) || trim(rec.fields[cond_col]).empty() ||
+            trim(rec.fields[acc_col]).empty()) {
+            out.errors.push_back(where + "expected a cond and an acc path (" + std::to_string(rec.fields.size()) + " fields)");
+            continue;
+        }
+        out.pairs.emplace_back(resolve(trim(rec.fields[cond_col])), resolve(trim(rec.fields[acc_col])));
     }
-    if (pairs.empty()) throw Error(path + ": no pairs found");
-    return pairs;
+    if (!parsed.error.empty()) out.errors.push_back(path + ":" + parsed.error.substr(5) + " (the rest of the file is not read)");
+    if (out.pairs.empty()) throw Error(out.errors.empty() ? path + ": no pairs found" : out.errors.front());
+    return out;
 }
 
 bool is_audio_name(const fs::path& p) {
@@ -164,7 +193,14 @@ Runner add_score_command(CLI::App& app) {
             }
         } else {
             std::vector<std::pair<std::string, std::string>> pairs;
-            if (!o->pairs_csv.empty()) pairs = read_pairs_csv(o->pairs_csv);
+            std::vector<std::string> pairs_file_errors;
+            if (!o->pairs_csv.empty()) {
+                auto file = read_pairs_csv(o->pairs_csv);
+                pairs = std::move(file.pairs);
+                pairs_file_errors = std::move(file.errors);
+                for (const auto& e : pairs_file_errors) std::cerr << "cocola: error: " << e << "\n";
+                failures += static_cast<int>(pairs_file_errors.size());
+            }
             if (!o->cond_dir.empty() || !o->acc_dir.empty()) {
                 if (o->cond_dir.empty() || o->acc_dir.empty()) throw Error("--cond-dir and --acc-dir go together");
                 for (const auto& c : list_audio(o->cond_dir)) {
@@ -214,6 +250,7 @@ Runner add_score_command(CLI::App& app) {
                     arr.push_back(p);
                 }
                 j["pairs"] = arr;
+                if (!pairs_file_errors.empty()) j["pairs_file_errors"] = pairs_file_errors;
                 j["mean"] = n ? nlohmann::ordered_json(sum / n) : nlohmann::ordered_json(nullptr);
                 j["failed"] = failures;
                 out << j.dump(2) << "\n";
