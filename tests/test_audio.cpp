@@ -1,6 +1,8 @@
 // Audio input: formats, channel mixing, resampling, and every kind of bad input named in the issue.
 #include <gtest/gtest.h>
 #include <sndfile.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -9,6 +11,7 @@
 
 #include "cocola/audio.hpp"
 #include "cocola/error.hpp"
+#include "cocola/fsutil.hpp"
 #include "test_util.hpp"
 
 using namespace cocola;
@@ -215,6 +218,23 @@ TEST_F(AudioTest, WriteWavIsAtomicAndReadable) {
     EXPECT_EQ(audio::load_mono(p), s);
     for (const auto& e : std::filesystem::directory_iterator(dir))
         EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "temp file left behind";
+}
+
+TEST_F(AudioTest, TempFilesOfKilledWritersAreRemovedAndLiveOnesKept) {
+    // A process that has exited: its pid names a stale temp file, as a `features` run killed mid-write leaves.
+    const pid_t child = fork();
+    if (child == 0) _exit(0);
+    ASSERT_GT(child, 0);
+    waitpid(child, nullptr, 0);
+    const std::string folder = dir + "/features";  // a folder this process has not written to yet
+    std::filesystem::create_directories(folder);
+    const std::string stale = folder + "/feat.npy.tmp." + std::to_string(child), live = folder + "/other.npy.tmp.1";
+    std::ofstream(stale) << "half";
+    std::ofstream(live) << "pid 1 is alive";
+    fsutil::write_file_atomically(folder + "/feat.npy", "new");
+    EXPECT_FALSE(std::filesystem::exists(stale));
+    EXPECT_TRUE(std::filesystem::exists(live));
+    EXPECT_TRUE(std::filesystem::exists(folder + "/feat.npy"));
 }
 
 TEST_F(AudioTest, FeaturesCommandReportsBadFilesAndWritesGoodOnes) {

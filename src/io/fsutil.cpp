@@ -3,11 +3,44 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "cocola/error.hpp"
 
 namespace cocola::fsutil {
+namespace {
+
+// A writer killed mid-write leaves NAME.tmp.PID behind. The first write of a process into a folder removes those
+// whose process is gone (a live one may be another run's write in progress).
+void remove_stale_temporaries(const std::filesystem::path& folder) {
+    static std::mutex mutex;
+    static std::set<std::string> cleaned;
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!cleaned.insert(folder.string()).second) return;
+    }
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(folder.empty() ? "." : folder, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const size_t at = name.rfind(".tmp.");
+        if (at == std::string::npos || at + 5 >= name.size()) continue;
+        const std::string digits = name.substr(at + 5);
+        if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+        const pid_t pid = static_cast<pid_t>(std::stol(digits));
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(pid, 0) == -1 && errno == ESRCH) {
+            std::error_code ignored;
+            std::filesystem::remove(it->path(), ignored);
+        }
+    }
+}
+
+}  // namespace
 
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
     namespace fs = std::filesystem;
@@ -17,6 +50,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
         fs::create_directories(target.parent_path(), ec);
         if (ec) throw Error(path + ": cannot create directory " + target.parent_path().string() + ": " + ec.message());
     }
+    remove_stale_temporaries(target.parent_path());
     // The temp file sits next to the target so that rename() stays on one file system and is atomic.
     std::string tmp = path + ".tmp." + std::to_string(::getpid());
     try {
