@@ -228,13 +228,18 @@ TEST_F(AudioTest, TempFilesOfKilledWritersAreRemovedAndLiveOnesKept) {
     waitpid(child, nullptr, 0);
     const std::string folder = dir + "/features";  // a folder this process has not written to yet
     std::filesystem::create_directories(folder);
-    const std::string stale = folder + "/feat.npy.tmp." + std::to_string(child), live = folder + "/other.npy.tmp.1";
+    const std::string stale = folder + "/feat.npy.tmp." + std::to_string(child), live = folder + "/feat.npy.tmp.1";
+    const std::string other = folder + "/other.npy.tmp." + std::to_string(child);  // another target: not ours to judge
     std::ofstream(stale) << "half";
     std::ofstream(live) << "pid 1 is alive";
+    std::ofstream(other) << "half";
     fsutil::write_file_atomically(folder + "/feat.npy", "new");
     EXPECT_FALSE(std::filesystem::exists(stale));
     EXPECT_TRUE(std::filesystem::exists(live));
+    EXPECT_TRUE(std::filesystem::exists(other));
     EXPECT_TRUE(std::filesystem::exists(folder + "/feat.npy"));
+    fsutil::write_file_atomically(folder + "/other.npy", "new");  // its own write clears it
+    EXPECT_FALSE(std::filesystem::exists(other));
 }
 
 TEST_F(AudioTest, FeaturesCommandReportsBadFilesAndWritesGoodOnes) {

@@ -231,6 +231,9 @@ TEST_F(RefusedWeights, FilesTheFormatForbidsSharedBytesDuplicateKeysAndNonFinite
     // The control: two tensors side by side load.
     write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("b", 8) + "}", floats({1, 2, 3, 4}));
     EXPECT_EQ(safetensors::load(p).tensors.size(), 2u);
+    // An empty tensor owns no bytes, wherever its offsets point.
+    write_raw_safetensors(p, "{" + tensor("a", 0) + ",\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", floats({1, 2}));
+    EXPECT_EQ(safetensors::load(p).tensors.size(), 2u);
     write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("b", 0) + "}", floats({1, 2, 3, 4}));
     EXPECT_NE(expect_refused_file(p).find("tensors a and b share bytes"), std::string::npos);
     write_raw_safetensors(p, "{" + tensor("a", 0) + "," + tensor("b", 4) + "}", floats({1, 2, 3}));

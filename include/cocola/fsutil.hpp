@@ -5,8 +5,8 @@
 
 namespace cocola::fsutil {
 
-// Calls write(tmp_path) and then renames tmp_path over `path`. On any exception the temp file is removed. The first
-// write of a process into a folder also removes temp files (NAME.tmp.PID) that killed writers left there.
+// Calls write(tmp_path) and then renames tmp_path over `path`. On any exception the temp file is removed. It also
+// removes temp files of the same path (PATH.tmp.PID) that writers killed mid-write left behind.
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
 
 // Writes `bytes` to `path` atomically.

@@ -3,8 +3,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
-#include <set>
+#include <vector>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,28 +16,40 @@
 namespace cocola::fsutil {
 namespace {
 
-// A writer killed mid-write leaves NAME.tmp.PID behind. The first write of a process into a folder removes those
-// whose process is gone (a live one may be another run's write in progress).
-void remove_stale_temporaries(const std::filesystem::path& folder) {
+// A writer killed mid-write leaves TARGET.tmp.PID behind. A write to TARGET removes such files of the same target whose
+// process is gone (a live one may be another run's write in progress). Each folder is listed once per process, so that
+// writing thousands of files into one folder stays linear; files that merely look alike but belong to no target we
+// write are never touched.
+void remove_stale_temporaries(const std::filesystem::path& target) {
     static std::mutex mutex;
-    static std::set<std::string> cleaned;
+    static std::map<std::string, std::map<std::string, std::vector<std::filesystem::path>>> stale_by_folder;
+    const std::filesystem::path folder = target.parent_path();
+    std::vector<std::filesystem::path> stale;
     {
         std::lock_guard<std::mutex> lock(mutex);
-        if (!cleaned.insert(folder.string()).second) return;
-    }
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(folder.empty() ? "." : folder, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        const size_t at = name.rfind(".tmp.");
-        if (at == std::string::npos || at + 5 >= name.size()) continue;
-        const std::string digits = name.substr(at + 5);
-        if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-        const pid_t pid = static_cast<pid_t>(std::stol(digits));
-        if (pid <= 0 || pid == ::getpid()) continue;
-        if (::kill(pid, 0) == -1 && errno == ESRCH) {
-            std::error_code ignored;
-            std::filesystem::remove(it->path(), ignored);
+        auto [entry, first_visit] = stale_by_folder.try_emplace(folder.string());
+        auto& by_target = entry->second;
+        if (first_visit) {
+            std::error_code ec;
+            for (std::filesystem::directory_iterator it(folder.empty() ? "." : folder, ec), end; !ec && it != end; it.increment(ec)) {
+                const std::string name = it->path().filename().string();
+                const size_t at = name.rfind(".tmp.");
+                if (at == std::string::npos || at == 0 || at + 5 >= name.size()) continue;
+                const std::string digits = name.substr(at + 5);
+                if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+                const pid_t pid = static_cast<pid_t>(std::stol(digits));
+                if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) == -1 && errno == ESRCH)
+                    by_target[name.substr(0, at)].push_back(it->path());
+            }
         }
+        auto found = by_target.find(target.filename().string());
+        if (found == by_target.end()) return;
+        stale = std::move(found->second);
+        by_target.erase(found);
+    }
+    for (const auto& p : stale) {
+        std::error_code ignored;
+        std::filesystem::remove(p, ignored);
     }
 }
 
@@ -50,7 +63,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
         fs::create_directories(target.parent_path(), ec);
         if (ec) throw Error(path + ": cannot create directory " + target.parent_path().string() + ": " + ec.message());
     }
-    remove_stale_temporaries(target.parent_path());
+    remove_stale_temporaries(target);
     // The temp file sits next to the target so that rename() stays on one file system and is atomic.
     std::string tmp = path + ".tmp." + std::to_string(::getpid());
     try {

@@ -116,9 +116,11 @@ File load(const std::string& path) {
             throw Error(path + ": malformed header entry for " + it.key() + " (" + ex.what() + ")");
         }
     }
-    // Each tensor owns its bytes: two tensors sharing or overlapping bytes are refused (the format forbids it).
+    // Each tensor owns its bytes: two tensors sharing or overlapping bytes are refused (the format forbids it). Sorted
+    // by start, any overlap shows between neighbours. Empty tensors own no bytes.
     std::vector<const Entry*> by_offset;
-    for (const auto& e : entries) by_offset.push_back(&e);
+    for (const auto& e : entries)
+        if (e.end > e.begin) by_offset.push_back(&e);
     std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
         return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
     });
