@@ -1,8 +1,13 @@
 // Dataset layouts, the stem cache, the pair sampler and the fixed evaluation protocol, on small trees made here.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sndfile.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <iterator>
 #include <map>
@@ -10,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "cocola/audio.hpp"
 #include "cocola/data.hpp"
@@ -281,6 +287,40 @@ TEST(Cache, RoundTripResumeAndSkips) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find(".pcm"), std::string::npos);
     }
+}
+
+TEST(Cache, OneWriterAtATimeAndOneDatasetPerCache) {
+    const std::string a = make_set("lock_a", 2, 6.0), b = make_set("lock_b", 2, 6.0);
+    const std::string cache = testutil::temp_dir("lock_cache");
+    fs::create_directories(cache);
+    data::CacheOptions o;
+    o.jobs = 1;
+    // Another writer holds the cache: this run waits for it instead of indexing beside it.
+    const int fd = ::open((fs::path(cache) / ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+        data::build_cache(data::scan(a), cache, o);
+        done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_FALSE(done.load());
+    EXPECT_FALSE(data::is_cache(cache));
+    ::close(fd);  // the other writer ends
+    writer.join();
+    EXPECT_TRUE(data::is_cache(cache));
+    // A second dataset into the same cache is refused, naming both; the cache still holds the first.
+    try {
+        data::build_cache(data::scan(b), cache, o);
+        ADD_FAILURE() << "indexing another dataset into the cache should fail";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("holds the dataset"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("lock_a"), std::string::npos) << msg;
+    }
+    EXPECT_EQ(data::StemCache(cache).size(), 2u);
+    EXPECT_EQ(data::build_cache(data::scan(a), cache, o).tracks_reused, 2u);  // its own dataset again: reused
 }
 
 // ---------------------------------------------------------------- the sampler

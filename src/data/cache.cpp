@@ -1,12 +1,14 @@
 // The stem cache: every track decoded once to 16 kHz mono and stored stem after stem in one file, memory-mapped
 // at training time so that a random window is a memcpy, plus per-block energies for the activity test.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -162,6 +164,33 @@ CacheReport build_cache(const Dataset& ds, const std::string& dir, const CacheOp
     std::error_code ec;
     fs::create_directories(fs::path(dir) / "tracks", ec);
     if (ec) throw Error(dir + ": cannot create cache directory (" + ec.message() + ")");
+    // One writer per cache: a second run (of `data index`, or a train/eval indexing the same root) waits for the first
+    // and then reuses its tracks. The lock is released by the kernel if the holder dies.
+    const std::string lock_path = (fs::path(dir) / ".lock").string();
+    const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) throw Error(lock_path + ": cannot open the cache's lock file");
+    struct LockGuard {
+        int fd;
+        ~LockGuard() { ::close(fd); }
+    } lock_guard{lock_fd};
+    if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) throw Error(lock_path + ": cannot lock the cache");
+        if (progress) progress(0, ds.tracks.size(), dir + ": another process is indexing into this cache; waiting for it");
+        if (::flock(lock_fd, LOCK_EX) != 0) throw Error(lock_path + ": cannot lock the cache");
+    }
+    // A cache holds one dataset: indexing another root into it would leave an index of one and tracks of both.
+    if (is_cache(dir)) {
+        std::string held;
+        try {
+            std::ifstream in(fs::path(dir) / "index.json");
+            held = json::parse(in).value("root", "");
+        } catch (const std::exception&) {
+            // an unreadable index is rebuilt
+        }
+        if (!held.empty() && held != ds.root)
+            throw Error(dir + ": this cache holds the dataset " + held + ", not " + ds.root +
+                        "; index into another folder (or delete this one)");
+    }
     const size_t N = ds.tracks.size();
     std::vector<json> records(N);
     CacheReport rep;
