@@ -187,7 +187,12 @@ CacheReport build_cache(const Dataset& ds, const std::string& dir, const CacheOp
         } catch (const std::exception&) {
             // an unreadable index is rebuilt
         }
-        if (!held.empty() && held != ds.root)
+        // The same folder may be named with or without a trailing separator.
+        const auto bare = [](std::string r) {
+            while (r.size() > 1 && r.back() == '/') r.pop_back();
+            return r;
+        };
+        if (!held.empty() && bare(held) != bare(ds.root))
             throw Error(dir + ": this cache holds the dataset " + held + ", not " + ds.root +
                         "; index into another folder (or delete this one)");
     }
