@@ -187,12 +187,13 @@ CacheReport build_cache(const Dataset& ds, const std::string& dir, const CacheOp
         } catch (const std::exception&) {
             // an unreadable index is rebuilt
         }
-        // The same folder may be named with or without a trailing separator.
-        const auto bare = [](std::string r) {
-            while (r.size() > 1 && r.back() == '/') r.pop_back();
-            return r;
+        // Compared as cache_dir_for names folders (weakly canonical), so "set/" and "set" are one dataset.
+        const auto canonical = [](const std::string& r) {
+            std::error_code ec;
+            const fs::path p = fs::weakly_canonical(fs::absolute(r), ec);
+            return ec ? fs::absolute(r).lexically_normal() : p;
         };
-        if (!held.empty() && bare(held) != bare(ds.root))
+        if (!held.empty() && canonical(held) != canonical(ds.root))
             throw Error(dir + ": this cache holds the dataset " + held + ", not " + ds.root +
                         "; index into another folder (or delete this one)");
     }
