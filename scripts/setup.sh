@@ -11,6 +11,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev googletest
   libfluidsynth-dev timgm6mb-soundfont openttd-openmsx   # multi-stem music synthesis and MIDI songs
   python3-torch python3-numpy                # tools/convert_official_checkpoint.py and its test
+  pybind11-dev python3-dev python3-pytest    # the Python module and its tests
   chromium-headless-shell                    # the test that opens eval-generation's listening page
 )
 missing=()

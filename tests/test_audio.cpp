@@ -139,6 +139,52 @@ TEST_F(AudioTest, TruncatedWav) {
     EXPECT_NE(expect_error(t).find("truncated"), std::string::npos);
 }
 
+// A hand-made PCM WAV whose data chunk holds `extra` bytes past its last whole frame (declared in the chunk size,
+// all present): not truncated. libsndfile decodes the whole frames; we warn about the rest.
+std::string wav_with_partial_frame(const std::string& path, int channels, int extra, bool pad) {
+    std::vector<int16_t> samples(static_cast<size_t>(1000 * channels));
+    for (size_t i = 0; i < samples.size(); ++i) samples[i] = static_cast<int16_t>((i * 37) % 2000 - 1000);
+    std::string data(reinterpret_cast<const char*>(samples.data()), samples.size() * 2);
+    data.append(static_cast<size_t>(extra), '\x05');
+    auto u32 = [](uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); };
+    auto u16 = [](uint16_t v) { return std::string(reinterpret_cast<const char*>(&v), 2); };
+    const uint16_t align = static_cast<uint16_t>(2 * channels);
+    std::string fmt = u16(1) + u16(static_cast<uint16_t>(channels)) + u32(16000) + u32(16000u * align) + u16(align) + u16(16);
+    std::string body = "WAVEfmt " + u32(16) + fmt + "data" + u32(static_cast<uint32_t>(data.size())) + data;
+    if (pad && data.size() % 2) body += '\0';
+    std::ofstream(path, std::ios::binary) << "RIFF" << u32(static_cast<uint32_t>(body.size())) << body;
+    return path;
+}
+
+TEST_F(AudioTest, PartialLastFrameIsDecodedWithAWarning) {
+    std::vector<std::string> warnings;
+    audio::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+    struct Case { int channels, extra; bool pad; };
+    for (const Case c : {Case{2, 2, false}, Case{2, 3, false}, Case{2, 3, true}, Case{1, 1, false}, Case{1, 1, true}}) {
+        warnings.clear();
+        const std::string p = wav_with_partial_frame(dir + "/partial.wav", c.channels, c.extra, c.pad);
+        std::vector<float> x;
+        ASSERT_NO_THROW(x = audio::load_mono(p)) << c.channels << " channels, " << c.extra << " extra bytes";
+        EXPECT_EQ(x.size(), 1000u);
+        double frame1 = 0;  // frame 1's channels, averaged
+        for (int ch = 0; ch < c.channels; ++ch) frame1 += static_cast<double>((static_cast<size_t>(c.channels + ch) * 37) % 2000) - 1000;
+        EXPECT_FLOAT_EQ(x[1], static_cast<float>(frame1 / c.channels / 32768.0));
+        ASSERT_EQ(warnings.size(), 1u) << c.channels << " channels, " << c.extra << " extra bytes";
+        EXPECT_NE(warnings[0].find("partial.wav: the data chunk ends " + std::to_string(c.extra) + " bytes into a frame"),
+                  std::string::npos) << warnings[0];
+    }
+    // A whole number of frames: no warning; a file cut short is still refused.
+    warnings.clear();
+    audio::load_mono(wav_with_partial_frame(dir + "/whole.wav", 2, 0, false));
+    EXPECT_TRUE(warnings.empty());
+    const std::string full = wav_with_partial_frame(dir + "/full.wav", 2, 0, false);
+    std::ifstream in(full, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(dir + "/cut.wav", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 1001));
+    EXPECT_NE(expect_error(dir + "/cut.wav").find("truncated"), std::string::npos);
+    audio::set_warning_handler({});
+}
+
 TEST_F(AudioTest, TruncatedFlac) {
     const std::string p = dir + "/full.flac", t = dir + "/truncated.flac";
     write_file(p, sine(440, 16000, 32000), 1, 16000, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);

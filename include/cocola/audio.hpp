@@ -1,6 +1,7 @@
 // Audio input/output: any file libsndfile reads -> mono float32 at 16 kHz; float WAV out.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,13 @@ struct FileInfo {
     std::string format;  // e.g. "WAV (PCM 24-bit)"
 };
 
+// Where the audio module's warnings go (a file decoded with a caveat, e.g. a data chunk that ends inside a frame).
+// The library never prints: the CLI sets a handler that prints to stderr, the Python module one that warns. No
+// handler: warnings are dropped. Calls are serialised (load_mono may run on several threads).
+using WarningHandler = std::function<void(const std::string& message)>;
+void set_warning_handler(WarningHandler handler);
+void warn(const std::string& message);
+
 // Header facts without decoding the samples. Throws cocola::Error if the file cannot be opened as audio.
 FileInfo probe(const std::string& path);
 
@@ -31,6 +39,12 @@ FileInfo probe(const std::string& path);
 // file that is not audio, a truncated file, zero samples, NaN/Inf samples, a sample rate or length outside the
 // limits above, samples beyond kMaxAmplitude, and a file too large for the memory at hand. Silence is valid.
 std::vector<float> load_mono(const std::string& path, int target_rate = kSampleRate);
+
+// Audio already in memory (e.g. a numpy array from the Python module): `channels` planes of `frames` samples each
+// ([channels, frames], row-major) at `rate` Hz, averaged to mono and resampled exactly as load_mono does a file, with
+// the same checks; errors name `what`.
+std::vector<float> mono_from_planar(const float* data, int channels, long long frames, int rate, const std::string& what,
+                                    int target_rate = kSampleRate);
 
 // Resample mono float audio with soxr HQ. Returns the input unchanged when the rates are equal; throws
 // cocola::Error for a rate outside kMinSampleRate..kMaxSampleRate.

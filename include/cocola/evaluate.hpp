@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cocola/data.hpp"
 #include "cocola/model.hpp"
 
@@ -82,5 +84,27 @@ EvalResult evaluate(const model::Model& m, const data::StemCache& cache, const E
 
 // Batches evaluate() would form for this cache, without running a model (for progress totals and reports).
 Batching plan_batches(const data::StemCache& cache, const EvalOptions& o, std::vector<data::EvalItem>* items = nullptr);
+
+// ---- the accuracy table (models x test sets), as `cocola eval --json` and the Python module report it
+struct TableModel {
+    std::string name, path;
+    model::Config config;
+};
+struct TableDataset {
+    std::string name, input, cache, layout;
+    size_t batches = 0, items = 0, items_dropped = 0, same_track_batches = 0;
+};
+struct TableCell {
+    EvalResult result;
+    double seconds = 0;
+};
+// The table's JSON: task, k, split, mode, models, datasets and results[model][dataset].
+nlohmann::ordered_json accuracy_table_json(const EvalOptions& o, const std::vector<TableModel>& models,
+                                           const std::vector<TableDataset>& datasets,
+                                           const std::vector<std::vector<TableCell>>& cells);
+// A test set's or model's name in a table: the folder's (or file's) last component.
+std::string table_name(const std::string& path);
+// Names that tell rows and columns apart: a second "test" becomes "test#2".
+std::vector<std::string> unique_names(std::vector<std::string> names);
 
 }  // namespace cocola::eval

@@ -54,6 +54,14 @@ struct PairScore {
 std::vector<PairScore> score_pairs(const model::Model& m, const std::vector<std::pair<std::string, std::string>>& pairs,
                                    const ScoreOptions& o, const ProgressFn& progress = {});
 
+// A pair already in memory (mono, 16 kHz), named for reports and errors.
+struct ClipPair {
+    std::string cond, acc;
+    std::vector<float> cond_audio, acc_audio;
+};
+// What score_pairs does after loading: pairs of different lengths are scored on their common part (warning).
+std::vector<PairScore> score_clip_pairs(const model::Model& m, std::vector<ClipPair> pairs, const ScoreOptions& o);
+
 struct ScoreMatrix {
     std::vector<std::string> conds, cands;
     std::vector<std::vector<double>> scores;  // [cond][cand]; NaN where a file failed
@@ -66,5 +74,10 @@ struct ScoreMatrix {
 ScoreMatrix score_matrix(const model::Model& m, const std::vector<std::string>& conds,
                          const std::vector<std::string>& cands, const ScoreOptions& o,
                          const ProgressFn& progress = {});
+
+// score_matrix on clips in memory (mono, 16 kHz), named for reports and errors.
+ScoreMatrix score_matrix_clips(const model::Model& m, const std::vector<std::string>& cond_names,
+                               const std::vector<std::vector<float>>& conds, const std::vector<std::string>& cand_names,
+                               const std::vector<std::vector<float>>& cands, const ScoreOptions& o);
 
 }  // namespace cocola::eval

@@ -4,11 +4,14 @@
 #include <sndfile.h>
 #include <soxr.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <sstream>
 
 #include "cocola/error.hpp"
 #include "cocola/fsutil.hpp"
@@ -41,15 +44,51 @@ std::string describe_format(const SF_INFO& info) {
     return s;
 }
 
-// libsndfile accepts a WAV/AIFF whose data chunk is cut short: it notes that in its log and reads what is there.
-// We refuse such files, since a silently shortened stem would corrupt a dataset or a score.
-bool header_says_truncated(SNDFILE* f) {
+std::string log_of(SNDFILE* f) {
     char log[8192] = {0};
     sf_command(f, SFC_GET_LOG_INFO, log, sizeof(log) - 1);
-    std::string s(log);
-    return s.find("truncated") != std::string::npos || s.find("should be") != std::string::npos ||
-           s.find("Data length in header") != std::string::npos;
+    return log;
 }
+
+// libsndfile accepts a WAV/AIFF whose data chunk is cut short: it notes that in its log ("data : 64000 (should be
+// 19956)") and reads what is there. We refuse such files, since a silently shortened stem would corrupt a dataset
+// or a score. Its note that a chunk "should be an even number of bytes" is about RIFF padding, not missing data.
+bool header_says_truncated(const std::string& log) {
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find("even number of bytes") != std::string::npos) continue;
+        if (line.find("truncated") != std::string::npos || line.find("should be") != std::string::npos ||
+            line.find("Data length in header") != std::string::npos)
+            return true;
+    }
+    return false;
+}
+
+// Bytes of a last, partial frame in a WAV data chunk (its size not a multiple of the block align): libsndfile
+// decodes the whole frames and drops them. 0 when the log does not tell.
+long long partial_frame_bytes(const std::string& log) {
+    long long data = -1, align = -1;
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+        auto value_after = [&](const char* key) -> long long {
+            const auto k = line.find(key);
+            if (k == std::string::npos) return -1;
+            const auto colon = line.find(':', k);
+            if (colon == std::string::npos) return -1;
+            try {
+                return std::stoll(line.substr(colon + 1));
+            } catch (const std::exception&) {
+                return -1;
+            }
+        };
+        if (line.rfind("data :", 0) == 0 && data < 0) data = value_after("data");
+        if (line.find("Block Align") != std::string::npos && align < 0) align = value_after("Block Align");
+    }
+    return data > 0 && align > 0 ? data % align : 0;
+}
+
+std::mutex warning_mutex;
+WarningHandler warning_handler;
 
 // Rates and lengths we decode: outside them a file is almost surely broken (a 1 Hz header turned a 6 s file into
 // 1.5e9 samples at 16 kHz), and past them the buffers would not fit a normal machine's memory.
@@ -65,7 +104,43 @@ void check_length(const std::string& path, long long frames, int rate) {
                     " frames are decoded: cut it into parts)");
 }
 
+// What every mono signal passes before it is used, from a file or from memory: not empty, finite, within
+// kMaxAmplitude, then resampled to target_rate. Errors name `what` (the file, or the caller's name for the array).
+std::vector<float> check_and_resample(std::vector<float> mono, int rate, const std::string& path, int target_rate) {
+    if (mono.empty()) throw Error(path + ": no samples (empty audio)");
+    for (size_t i = 0; i < mono.size(); ++i)
+        if (!std::isfinite(mono[i]))
+            throw Error(path + ": contains NaN or Inf samples (first at frame " + std::to_string(i) + ")");
+    // Float files may go past full scale, but not by this much: such values are integers stored as floats, or garbage,
+    // and their spectra would overflow single precision in the features of either front-end.
+    for (size_t i = 0; i < mono.size(); ++i)
+        if (std::fabs(mono[i]) > kMaxAmplitude)
+            throw Error(path + ": sample " + std::to_string(mono[i]) + " at frame " + std::to_string(i) +
+                        " is far outside [-1, 1] (at most " + std::to_string(static_cast<long long>(kMaxAmplitude)) +
+                        " is read; rescale the file)");
+    if (rate != target_rate) {
+        try {
+            mono = resample(mono, rate, target_rate);
+        } catch (const std::bad_alloc&) {
+            throw Error(path + ": not enough memory to resample it to " + std::to_string(target_rate) + " Hz");
+        } catch (const Error& e) {
+            throw Error(path + ": " + e.what());
+        }
+    }
+    return mono;
+}
+
 }  // namespace
+
+void set_warning_handler(WarningHandler handler) {
+    std::lock_guard<std::mutex> lock(warning_mutex);
+    warning_handler = std::move(handler);
+}
+
+void warn(const std::string& message) {
+    std::lock_guard<std::mutex> lock(warning_mutex);
+    if (warning_handler) warning_handler(message);
+}
 
 FileInfo probe(const std::string& path) {
     SF_INFO info;
@@ -95,7 +170,10 @@ std::vector<float> load_mono(const std::string& path, int target_rate) {
     auto f = open_for_reading(path, info);
     if (info.channels < 1) throw Error(path + ": invalid channel count " + std::to_string(info.channels));
     check_rate(path, info.samplerate);
-    if (header_says_truncated(f.get())) throw Error(path + ": truncated file (the header promises more data than the file holds)");
+    const std::string log = log_of(f.get());
+    if (header_says_truncated(log)) throw Error(path + ": truncated file (the header promises more data than the file holds)");
+    if (const long long extra = partial_frame_bytes(log))
+        warn(path + ": the data chunk ends " + std::to_string(extra) + " bytes into a frame; the whole frames are decoded");
     // Streams of unknown length report a huge frame count: the cap is then checked while reading.
     const bool length_known = info.frames > 0 && info.frames < SF_COUNT_MAX / 2;
     if (length_known) check_length(path, info.frames, info.samplerate);
@@ -125,27 +203,28 @@ std::vector<float> load_mono(const std::string& path, int target_rate) {
     if (info.frames > 0 && static_cast<sf_count_t>(mono.size()) < info.frames)
         throw Error(path + ": truncated file (read " + std::to_string(mono.size()) + " of " +
                     std::to_string(info.frames) + " frames)");
-    if (mono.empty()) throw Error(path + ": no samples (empty audio)");
-    for (size_t i = 0; i < mono.size(); ++i)
-        if (!std::isfinite(mono[i]))
-            throw Error(path + ": contains NaN or Inf samples (first at frame " + std::to_string(i) + ")");
-    // Float files may go past full scale, but not by this much: such values are integers stored as floats, or garbage,
-    // and their spectra would overflow single precision in the features of either front-end.
-    for (size_t i = 0; i < mono.size(); ++i)
-        if (std::fabs(mono[i]) > kMaxAmplitude)
-            throw Error(path + ": sample " + std::to_string(mono[i]) + " at frame " + std::to_string(i) +
-                        " is far outside [-1, 1] (at most " + std::to_string(static_cast<long long>(kMaxAmplitude)) +
-                        " is read; rescale the file)");
-    if (info.samplerate != target_rate) {
-        try {
-            mono = resample(mono, info.samplerate, target_rate);
-        } catch (const std::bad_alloc&) {
-            throw Error(path + ": not enough memory to resample it to " + std::to_string(target_rate) + " Hz");
-        } catch (const Error& e) {
-            throw Error(path + ": " + e.what());
-        }
+    return check_and_resample(std::move(mono), info.samplerate, path, target_rate);
+}
+
+std::vector<float> mono_from_planar(const float* data, int channels, long long frames, int rate, const std::string& what,
+                                    int target_rate) {
+    if (channels < 1) throw Error(what + ": invalid channel count " + std::to_string(channels));
+    check_rate(what, rate);
+    check_length(what, frames, rate);
+    std::vector<float> mono;
+    try {
+        mono.resize(static_cast<size_t>(std::max(0LL, frames)));
+    } catch (const std::bad_alloc&) {
+        throw Error(what + ": not enough memory for " + std::to_string(frames) + " frames");
     }
-    return mono;
+    const size_t n = mono.size();
+    // Channels averaged in double, in channel order: the same sums load_mono forms from an interleaved file.
+    for (size_t i = 0; i < n; ++i) {
+        double s = 0;
+        for (int c = 0; c < channels; ++c) s += data[static_cast<size_t>(c) * n + i];
+        mono[i] = static_cast<float>(s / channels);
+    }
+    return check_and_resample(std::move(mono), rate, what, target_rate);
 }
 
 void write_wav(const std::string& path, const float* samples, size_t frames, int sample_rate, int channels) {

@@ -5,24 +5,11 @@
 #include "cli/progress.hpp"
 #include "cocola/fsutil.hpp"
 #include "cocola/npy.hpp"
+#include "cocola/paths.hpp"
 
 namespace cocola::cli {
 
-std::string default_model_path() {
-    namespace fs = std::filesystem;
-    if (const char* env = std::getenv("COCOLA_MODEL"); env && *env) return env;
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    std::vector<fs::path> candidates;
-    if (!ec) {
-        candidates.push_back(exe.parent_path() / "../share/cocola/models/cocola_default.safetensors");
-        candidates.push_back(exe.parent_path() / "../models/cocola_default.safetensors");
-    }
-    candidates.push_back(fs::path(COCOLA_SOURCE_DIR) / "models/cocola_default.safetensors");
-    for (const auto& c : candidates)
-        if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
-    return {};
-}
+std::string default_model_path() { return paths::default_cocola_model(); }
 
 Runner add_embed_command(CLI::App& app) {
     struct Opts {

@@ -22,23 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string folder_name(const std::string& path) {
-    fs::path p = fs::path(path).lexically_normal();
-    std::string n = p.filename().string();
-    if (n.empty()) n = p.parent_path().filename().string();  // "set/" normalizes to "set/" with an empty name
-    return n.empty() ? path : n;
-}
-
-// Names must tell rows and columns apart: a second "test" becomes "test#2".
-std::vector<std::string> unique_names(std::vector<std::string> names) {
-    for (size_t i = 0; i < names.size(); ++i) {
-        int n = 1;
-        for (size_t j = 0; j < i; ++j)
-            if (names[j] == names[i] || names[j].rfind(names[i] + "#", 0) == 0) ++n;
-        if (n > 1) names[i] += "#" + std::to_string(n);
-    }
-    return names;
-}
+std::string folder_name(const std::string& path) { return eval::table_name(path); }
+using eval::unique_names;
 
 std::string pct(double v, int digits = 2) {
     char buf[32];
@@ -291,48 +276,15 @@ Runner add_eval_command(CLI::App& app) {
             md << "| " << md_escape(d.name) << " | " << d.batches << " | " << d.items << " | " << d.same_track << " | "
                << md_escape(d.input) << " |\n";
 
-        nlohmann::ordered_json j;
-        j["task"] = "coherent sub-mix classification (COCOLA Eq. 8)";
-        j["k"] = o->k;
-        j["split"] = o->split;
-        j["mode"] = o->mode;
-        if (o->positive_noise > 0) j["positive_noise"] = o->positive_noise;
-        nlohmann::ordered_json jm = nlohmann::ordered_json::array();
-        for (size_t i = 0; i < paths.size(); ++i)
-            jm.push_back({{"name", model_names[i]},
-                          {"path", fs::absolute(paths[i]).lexically_normal().string()},
-                          {"frontend", features::frontend_name(configs[i].frontend)},
-                          {"similarity", model::similarity_name(configs[i].similarity)}});
-        j["models"] = jm;
-        nlohmann::ordered_json jd = nlohmann::ordered_json::array();
+        std::vector<eval::TableModel> table_models;
+        for (size_t i = 0; i < paths.size(); ++i) table_models.push_back({model_names[i], paths[i], configs[i]});
+        std::vector<eval::TableDataset> table_sets;
         for (const auto& d : sets)
-            jd.push_back({{"name", d.name},
-                          {"input", d.input},
-                          {"cache", d.cache_dir},
-                          {"layout", d.cache->layout()},
-                          {"batches", d.batches},
-                          {"items", d.items},
-                          {"items_dropped", d.dropped},
-                          {"same_track_batches", d.same_track}});
-        j["datasets"] = jd;
-        // results[model][dataset], the table's shape.
-        nlohmann::ordered_json jr = nlohmann::ordered_json::array();
-        for (size_t i = 0; i < paths.size(); ++i) {
-            nlohmann::ordered_json row = nlohmann::ordered_json::array();
-            for (size_t d = 0; d < sets.size(); ++d) {
-                const auto& c = cells[i][d];
-                row.push_back({{"model", model_names[i]},
-                               {"dataset", sets[d].name},
-                               {"accuracy", c.r.accuracy},
-                               {"ci95", c.r.ci95},
-                               {"sd", c.r.sd},
-                               {"batches", c.r.batches},
-                               {"items", c.r.items},
-                               {"seconds", c.seconds}});
-            }
-            jr.push_back(row);
-        }
-        j["results"] = jr;
+            table_sets.push_back({d.name, d.input, d.cache_dir, d.cache->layout(), d.batches, d.items, d.dropped, d.same_track});
+        std::vector<std::vector<eval::TableCell>> table_cells(paths.size());
+        for (size_t i = 0; i < paths.size(); ++i)
+            for (const auto& c : cells[i]) table_cells[i].push_back({c.r, c.seconds});
+        const nlohmann::ordered_json j = eval::accuracy_table_json(eo, table_models, table_sets, table_cells);
 
         if (!o->out_dir.empty()) {
             std::error_code ec;

@@ -10,6 +10,7 @@
 #include "cocola/data.hpp"
 #include "cocola/error.hpp"
 #include "cocola/fsutil.hpp"
+#include "cocola/paths.hpp"
 #include "cocola/generate.hpp"
 #include "cocola/npy.hpp"
 
@@ -132,18 +133,9 @@ Runner add_vae_export(CLI::App& app) {
 }  // namespace
 
 std::string default_generator_path(const std::string& name, const std::string& flag) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    std::vector<fs::path> candidates;
-    if (!ec) {
-        candidates.push_back(exe.parent_path() / ("../share/cocola/models/" + name + ".safetensors"));
-        candidates.push_back(exe.parent_path() / ("../models/" + name + ".safetensors"));
-    }
-    candidates.push_back(fs::path(COCOLA_SOURCE_DIR) / ("models/" + name + ".safetensors"));
-    for (const auto& c : candidates)
-        if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
-    throw Error("no " + name + ".safetensors in models/ (not trained and shipped yet?): give the weights with " + flag);
+    std::string p = paths::shipped_model(name);
+    if (p.empty()) throw Error("no " + name + ".safetensors in models/ (not trained and shipped yet?): give the weights with " + flag);
+    return p;
 }
 
 Runner add_vae_command(CLI::App& app) {

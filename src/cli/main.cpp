@@ -1,8 +1,10 @@
+#include <cstdio>
 #include <iostream>
 #include <map>
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cocola/audio.hpp"
 #include "cocola/error.hpp"
 #include "cocola/runtime.hpp"
 
@@ -55,6 +57,8 @@ int main(int argc, char** argv) {
     }
     try {
         cocola::runtime::set_threads(threads);
+        cocola::audio::set_warning_handler(
+            [](const std::string& m) { std::fprintf(stderr, "cocola: warning: %s\n", m.c_str()); });
         for (auto& [sub, run] : runners)
             if (sub->parsed()) return run();
     } catch (const cocola::Error& e) {

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <set>
 
@@ -202,6 +203,70 @@ EvalResult evaluate(const model::Model& m, const data::StemCache& cache, const E
     }
     summarize(r);
     return r;
+}
+
+nlohmann::ordered_json accuracy_table_json(const EvalOptions& o, const std::vector<TableModel>& models,
+                                           const std::vector<TableDataset>& datasets,
+                                           const std::vector<std::vector<TableCell>>& cells) {
+    nlohmann::ordered_json j;
+    j["task"] = "coherent sub-mix classification (COCOLA Eq. 8)";
+    j["k"] = o.k;
+    j["split"] = o.split;
+    j["mode"] = model::mode_name(o.mode);
+    if (o.positive_noise > 0) j["positive_noise"] = o.positive_noise;
+    nlohmann::ordered_json jm = nlohmann::ordered_json::array();
+    for (const auto& m : models)
+        jm.push_back({{"name", m.name},
+                      {"path", std::filesystem::absolute(m.path).lexically_normal().string()},
+                      {"frontend", features::frontend_name(m.config.frontend)},
+                      {"similarity", model::similarity_name(m.config.similarity)}});
+    j["models"] = jm;
+    nlohmann::ordered_json jd = nlohmann::ordered_json::array();
+    for (const auto& d : datasets)
+        jd.push_back({{"name", d.name},
+                      {"input", d.input},
+                      {"cache", d.cache},
+                      {"layout", d.layout},
+                      {"batches", d.batches},
+                      {"items", d.items},
+                      {"items_dropped", d.items_dropped},
+                      {"same_track_batches", d.same_track_batches}});
+    j["datasets"] = jd;
+    nlohmann::ordered_json jr = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < models.size(); ++i) {
+        nlohmann::ordered_json row = nlohmann::ordered_json::array();
+        for (size_t d = 0; d < datasets.size(); ++d) {
+            const auto& c = cells.at(i).at(d);
+            row.push_back({{"model", models[i].name},
+                           {"dataset", datasets[d].name},
+                           {"accuracy", c.result.accuracy},
+                           {"ci95", c.result.ci95},
+                           {"sd", c.result.sd},
+                           {"batches", c.result.batches},
+                           {"items", c.result.items},
+                           {"seconds", c.seconds}});
+        }
+        jr.push_back(row);
+    }
+    j["results"] = jr;
+    return j;
+}
+
+std::string table_name(const std::string& path) {
+    std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+    std::string n = p.filename().string();
+    if (n.empty()) n = p.parent_path().filename().string();  // "set/" normalizes to "set/" with an empty name
+    return n.empty() ? path : n;
+}
+
+std::vector<std::string> unique_names(std::vector<std::string> names) {
+    for (size_t i = 0; i < names.size(); ++i) {
+        int n = 1;
+        for (size_t j = 0; j < i; ++j)
+            if (names[j] == names[i] || names[j].rfind(names[i] + "#", 0) == 0) ++n;
+        if (n > 1) names[i] += "#" + std::to_string(n);
+    }
+    return names;
 }
 
 }  // namespace cocola::eval

@@ -142,6 +142,47 @@ std::vector<Embedded> embed_files(const model::Model& m, const std::vector<std::
     return out;
 }
 
+std::vector<PairScore> score_clip_pairs(const model::Model& m, std::vector<ClipPair> pairs, const ScoreOptions& o) {
+    std::vector<PairScore> res(pairs.size());
+    std::vector<std::vector<float>> clips;
+    for (size_t k = 0; k < pairs.size(); ++k) {
+        auto& r = res[k];
+        auto& p = pairs[k];
+        r.cond = p.cond;
+        r.acc = p.acc;
+        if (p.cond_audio.size() != p.acc_audio.size()) {
+            const size_t n = std::min(p.cond_audio.size(), p.acc_audio.size());
+            r.warnings.push_back("lengths differ (" + std::to_string(p.cond_audio.size()) + " vs " +
+                                 std::to_string(p.acc_audio.size()) + " samples at 16 kHz): scoring the common first " +
+                                 std::to_string(n) + " samples");
+            p.cond_audio.resize(n);
+            p.acc_audio.resize(n);
+        }
+        clips.push_back(std::move(p.cond_audio));
+        clips.push_back(std::move(p.acc_audio));
+    }
+    auto emb = embed_clips(m, clips, o);
+    for (size_t k = 0; k < res.size(); ++k) {
+        auto& r = res[k];
+        auto& ec = emb[2 * k];
+        auto& ea = emb[2 * k + 1];
+        if (!ec.error.empty() || !ea.error.empty()) {
+            r.error = r.cond + " / " + r.acc + ": " + (!ec.error.empty() ? ec.error : ea.error);
+            continue;
+        }
+        for (auto& w : ec.warnings) r.warnings.push_back("cond: " + w);
+        for (auto& w : ea.warnings) r.warnings.push_back("acc: " + w);
+        at::Tensor sc = m.pair_scores(ec.embeddings, ea.embeddings).to(at::kDouble);
+        r.window_scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
+        r.score = sc.mean().item<double>();
+        if (!std::isfinite(r.score)) {
+            r.error = r.cond + " / " + r.acc + ": the score is NaN or infinite (the model's similarity overflows)";
+            r.window_scores.clear();
+        }
+    }
+    return res;
+}
+
 std::vector<PairScore> score_pairs(const model::Model& m, const std::vector<std::pair<std::string, std::string>>& pairs,
                                    const ScoreOptions& o, const ProgressFn& progress) {
     std::vector<PairScore> out;
@@ -155,7 +196,7 @@ std::vector<PairScore> score_pairs(const model::Model& m, const std::vector<std:
         }
         auto loaded = load_all(paths);
         std::vector<PairScore> res(e - s);
-        std::vector<std::vector<float>> clips;
+        std::vector<ClipPair> ok_pairs;
         std::vector<size_t> ok;
         for (size_t k = 0; k < res.size(); ++k) {
             auto& r = res[k];
@@ -167,55 +208,25 @@ std::vector<PairScore> score_pairs(const model::Model& m, const std::vector<std:
                 r.error = !c.error.empty() ? c.error : a.error;
                 continue;
             }
-            if (c.x.size() != a.x.size()) {
-                const size_t n = std::min(c.x.size(), a.x.size());
-                r.warnings.push_back("lengths differ (" + std::to_string(c.x.size()) + " vs " + std::to_string(a.x.size()) +
-                                     " samples at 16 kHz): scoring the common first " + std::to_string(n) + " samples");
-                c.x.resize(n);
-                a.x.resize(n);
-            }
-            clips.push_back(std::move(c.x));
-            clips.push_back(std::move(a.x));
+            ok_pairs.push_back({r.cond, r.acc, std::move(c.x), std::move(a.x)});
             ok.push_back(k);
         }
-        auto emb = embed_clips(m, clips, o);
-        for (size_t j = 0; j < ok.size(); ++j) {
-            auto& r = res[ok[j]];
-            auto& ec = emb[2 * j];
-            auto& ea = emb[2 * j + 1];
-            if (!ec.error.empty() || !ea.error.empty()) {
-                r.error = r.cond + " / " + r.acc + ": " + (!ec.error.empty() ? ec.error : ea.error);
-                continue;
-            }
-            for (auto& w : ec.warnings) r.warnings.push_back("cond: " + w);
-            for (auto& w : ea.warnings) r.warnings.push_back("acc: " + w);
-            at::Tensor sc = m.pair_scores(ec.embeddings, ea.embeddings).to(at::kDouble);
-            r.window_scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
-            r.score = sc.mean().item<double>();
-            if (!std::isfinite(r.score)) {
-                r.error = r.cond + " / " + r.acc + ": the score is NaN or infinite (the model's similarity overflows)";
-                r.window_scores.clear();
-            }
-        }
+        auto scored = score_clip_pairs(m, std::move(ok_pairs), o);
+        for (size_t j = 0; j < ok.size(); ++j) res[ok[j]] = std::move(scored[j]);
         for (auto& r : res) out.push_back(std::move(r));
         if (progress) progress(out.size());
     }
     return out;
 }
 
-ScoreMatrix score_matrix(const model::Model& m, const std::vector<std::string>& conds,
-                         const std::vector<std::string>& cands, const ScoreOptions& o, const ProgressFn& progress) {
+namespace {
+
+// All conditionings against all candidates from their embeddings (errors and warnings already recorded per clip).
+ScoreMatrix matrix_of(const model::Model& m, const std::vector<std::string>& conds, const std::vector<std::string>& cands,
+                      const std::vector<Embedded>& ec, const std::vector<Embedded>& ea) {
     ScoreMatrix r;
     r.conds = conds;
     r.cands = cands;
-    size_t done = 0;
-    auto tick = [&](size_t) {
-        if (progress) progress(++done);
-    };
-    auto ec = embed_files(m, conds, o, {});
-    tick(0);
-    auto ea = embed_files(m, cands, o, {});
-    tick(0);
     for (const auto* list : {&ec, &ea})
         for (const auto& e : *list) {
             if (!e.error.empty()) r.errors.push_back(e.error);
@@ -237,6 +248,42 @@ ScoreMatrix score_matrix(const model::Model& m, const std::vector<std::string>& 
         }
     }
     return r;
+}
+
+// Clips embedded under names: the name is the clip's path in reports, and starts its error.
+std::vector<Embedded> embed_named_clips(const model::Model& m, const std::vector<std::string>& names,
+                                        const std::vector<std::vector<float>>& clips, const ScoreOptions& o) {
+    if (names.size() != clips.size()) throw Error("score_matrix: " + std::to_string(names.size()) + " names for " +
+                                                  std::to_string(clips.size()) + " clips");
+    auto e = embed_clips(m, clips, o);
+    for (size_t i = 0; i < e.size(); ++i) {
+        e[i].path = names[i];
+        if (!e[i].error.empty()) e[i].error = names[i] + ": " + e[i].error;
+    }
+    return e;
+}
+
+}  // namespace
+
+ScoreMatrix score_matrix(const model::Model& m, const std::vector<std::string>& conds,
+                         const std::vector<std::string>& cands, const ScoreOptions& o, const ProgressFn& progress) {
+    size_t done = 0;
+    auto tick = [&]() {
+        if (progress) progress(++done);
+    };
+    auto ec = embed_files(m, conds, o, {});
+    tick();
+    auto ea = embed_files(m, cands, o, {});
+    tick();
+    return matrix_of(m, conds, cands, ec, ea);
+}
+
+ScoreMatrix score_matrix_clips(const model::Model& m, const std::vector<std::string>& cond_names,
+                               const std::vector<std::vector<float>>& conds, const std::vector<std::string>& cand_names,
+                               const std::vector<std::vector<float>>& cands, const ScoreOptions& o) {
+    auto ec = embed_named_clips(m, cond_names, conds, o);
+    auto ea = embed_named_clips(m, cand_names, cands, o);
+    return matrix_of(m, cond_names, cand_names, ec, ea);
 }
 
 }  // namespace cocola::eval
