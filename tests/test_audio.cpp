@@ -1,5 +1,8 @@
 // Audio input: formats, channel mixing, resampling, and every kind of bad input named in the issue.
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
 #include <sndfile.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -183,6 +186,30 @@ TEST_F(AudioTest, PartialLastFrameIsDecodedWithAWarning) {
     std::ofstream(dir + "/cut.wav", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 1001));
     EXPECT_NE(expect_error(dir + "/cut.wav").find("truncated"), std::string::npos);
     audio::set_warning_handler({});
+}
+
+TEST_F(AudioTest, DamagedMp3GivesOneClearErrorAndNoDecoderNoise) {
+    std::string seed = testutil::read_all(testutil::data("fuzz/audio/mono.mp3"));
+    ASSERT_GT(seed.size(), 1000u);
+    std::mt19937 rng(7);
+    std::string noise(3000, '\0');
+    for (auto& c : noise) c = static_cast<char>(rng());
+    std::ofstream(dir + "/truncated.mp3", std::ios::binary) << seed.substr(0, 700);
+    std::ofstream(dir + "/noise.mp3", std::ios::binary) << noise;
+    std::ofstream(dir + "/noise_with_id3.bin", std::ios::binary) << "ID3" << noise;
+    for (const std::string name : {"truncated.mp3", "noise.mp3", "noise_with_id3.bin"}) {
+        testing::internal::CaptureStderr();
+        const std::string e = expect_error(dir + "/" + name);
+        const std::string printed = testing::internal::GetCapturedStderr();
+        EXPECT_EQ(printed, "") << name;
+        EXPECT_NE(e.find(name + ": not a readable audio file"), std::string::npos) << e;
+        EXPECT_EQ(e.find("does not exist"), std::string::npos) << e;
+    }
+    // A good MP3 still decodes, and stderr works again afterwards.
+    EXPECT_GT(audio::load_mono(testutil::data("fuzz/audio/mono.mp3")).size(), 3000u);
+    testing::internal::CaptureStderr();
+    std::fprintf(stderr, "still here");
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "still here");
 }
 
 TEST_F(AudioTest, TruncatedFlac) {

@@ -1,11 +1,15 @@
 // Audio decoding with libsndfile and resampling with soxr.
 #include "cocola/audio.hpp"
 
+#include <fcntl.h>
 #include <sndfile.h>
 #include <soxr.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -24,13 +28,66 @@ struct SndfileCloser {
 };
 using SndfileHandle = std::unique_ptr<SNDFILE, SndfileCloser>;
 
+// libsndfile's MPEG decoder (libmpg123) prints its own notes and warnings to stderr ("Note: Illegal Audio-MPEG-Header
+// ... Trying to resync"), before and beside our one-line error. While an MPEG file is opened and decoded, stderr
+// points at /dev/null; one file at a time, since the redirection is process-wide.
+bool looks_like_mpeg(const std::string& path) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (ext == ".mp3" || ext == ".mp2" || ext == ".mp1" || ext == ".mpga") return true;
+    unsigned char head[3] = {0, 0, 0};
+    if (FILE* f = std::fopen(path.c_str(), "rb")) {
+        const size_t n = std::fread(head, 1, 3, f);
+        std::fclose(f);
+        if (n == 3 && head[0] == 'I' && head[1] == 'D' && head[2] == '3') return true;   // an ID3 tag
+        if (n >= 2 && head[0] == 0xff && (head[1] & 0xe0) == 0xe0) return true;          // an MPEG frame sync
+    }
+    return false;
+}
+
+class QuietStderr {
+   public:
+    explicit QuietStderr(bool active) {
+        if (!active) return;
+        lock_ = std::unique_lock<std::mutex>(mutex());
+        std::fflush(stderr);
+        saved_ = ::dup(2);
+        const int null = ::open("/dev/null", O_WRONLY);
+        if (saved_ >= 0 && null >= 0) ::dup2(null, 2);
+        if (null >= 0) ::close(null);
+    }
+    ~QuietStderr() {
+        if (saved_ < 0) return;
+        std::fflush(stderr);
+        ::dup2(saved_, 2);
+        ::close(saved_);
+    }
+    QuietStderr(const QuietStderr&) = delete;
+    QuietStderr& operator=(const QuietStderr&) = delete;
+
+   private:
+    static std::mutex& mutex() {
+        static std::mutex m;
+        return m;
+    }
+    std::unique_lock<std::mutex> lock_;
+    int saved_ = -1;
+};
+
 SndfileHandle open_for_reading(const std::string& path, SF_INFO& info) {
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) throw Error(path + ": no such file");
     if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a directory, not an audio file");
     std::memset(&info, 0, sizeof(info));
     SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
-    if (!f) throw Error(path + ": not a readable audio file (" + sf_strerror(nullptr) + ")");
+    if (!f) {
+        // For a file that is there, libsndfile's "File does not exist or is not a regular file" misleads: it
+        // says that for data it cannot parse.
+        std::string why = sf_strerror(nullptr);
+        if (why.find("does not exist") != std::string::npos || why.empty())
+            why = "its format is not recognised, or its data is damaged";
+        throw Error(path + ": not a readable audio file (" + why + ")");
+    }
     return SndfileHandle(f);
 }
 
@@ -143,6 +200,7 @@ void warn(const std::string& message) {
 }
 
 FileInfo probe(const std::string& path) {
+    QuietStderr quiet(looks_like_mpeg(path));
     SF_INFO info;
     auto f = open_for_reading(path, info);
     return FileInfo{info.samplerate, info.channels, static_cast<long long>(info.frames), describe_format(info)};
@@ -166,6 +224,8 @@ std::vector<float> resample(const std::vector<float>& x, int from_rate, int to_r
 }
 
 std::vector<float> load_mono(const std::string& path, int target_rate) {
+    // Declared before the decoder so that it outlives it (libmpg123 may print when the file is closed, too).
+    const QuietStderr quiet(looks_like_mpeg(path));
     SF_INFO info;
     auto f = open_for_reading(path, info);
     if (info.channels < 1) throw Error(path + ": invalid channel count " + std::to_string(info.channels));
