@@ -15,6 +15,7 @@
 #include "cocola/audio.hpp"
 #include "cocola/error.hpp"
 #include "cocola/fsutil.hpp"
+#include "cocola/npy.hpp"
 #include "test_util.hpp"
 
 using namespace cocola;
@@ -210,6 +211,42 @@ TEST_F(AudioTest, DamagedMp3GivesOneClearErrorAndNoDecoderNoise) {
     testing::internal::CaptureStderr();
     std::fprintf(stderr, "still here");
     EXPECT_EQ(testing::internal::GetCapturedStderr(), "still here");
+}
+
+// Headers a fuzzer made (fuzz_npy): each a clear error naming the file, never an exception of another kind or an
+// allocation the data cannot back.
+TEST_F(AudioTest, MalformedNpyHeadersAreClearErrors) {
+    auto npy_with = [&](const std::string& name, const std::string& header_dict, const std::string& data) {
+        std::string header = header_dict;
+        header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+        header.push_back('\n');
+        const uint16_t hlen = static_cast<uint16_t>(header.size());
+        std::ofstream f(dir + "/" + name, std::ios::binary);
+        f << std::string("\x93NUMPY\x01\x00", 8) << std::string(reinterpret_cast<const char*>(&hlen), 2) << header << data;
+        return dir + "/" + name;
+    };
+    auto error_of = [](const std::string& path) -> std::string {
+        try {
+            npy::load(path);
+        } catch (const Error& e) {
+            return e.what();
+        }
+        return "no error";
+    };
+    const std::string four(16, '\0');
+    EXPECT_NE(error_of(npy_with("empty_shape.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': , }", four))
+                  .find("empty_shape.npy: malformed .npy header"), std::string::npos);
+    EXPECT_NE(error_of(npy_with("negative.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-4,), }", four))
+                  .find("negative.npy: malformed .npy header"), std::string::npos);
+    EXPECT_NE(error_of(npy_with("words.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (x,), }", four))
+                  .find("words.npy: malformed .npy header"), std::string::npos);
+    EXPECT_NE(error_of(npy_with("huge.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (999999999, 999999999), }", four))
+                  .find("huge.npy: truncated .npy data"), std::string::npos);
+    EXPECT_NE(error_of(npy_with("unclosed.npy", "{'descr': '<f4, 'fortran_order': False, 'shape': (4,", four))
+                  .find("unclosed.npy"), std::string::npos);
+    // The good ones still load: a vector, and a scalar (shape ()).
+    EXPECT_EQ(npy::load(npy_with("vec.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", four)).numel(), 4);
+    EXPECT_EQ(npy::load(npy_with("scalar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", four)).numel(), 1);
 }
 
 TEST_F(AudioTest, TruncatedFlac) {

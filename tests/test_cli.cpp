@@ -115,6 +115,9 @@ TEST(Csv, Rfc4180QuotesCommasDoubledQuotesLineBreaksAndBom) {
     EXPECT_EQ(bad.error, "line 2: unterminated quoted field");
     EXPECT_EQ(cocola::csv::parse("\"x\"y,z").error, "line 1: text after a closing quote");
     EXPECT_EQ(cocola::csv::parse("a,,b").records[0].fields, (std::vector<std::string>{"a", "", "b"}));
+    // A lone CR after a closing quote ends no record (lines are counted by LF; found by fuzz_csv): malformed.
+    EXPECT_EQ(cocola::csv::parse("\"x\"\ry,z\n").error, "line 1: text after a closing quote");
+    EXPECT_TRUE(cocola::csv::parse("\"x\"\r").error.empty());
 }
 
 TEST(ScoreCli, PairsCsvColumnsByHeaderQuotedPathsAndMalformedRowsByLine) {

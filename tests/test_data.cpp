@@ -617,7 +617,9 @@ TEST(DrawPair, SharedStemPairsShareExactlyOneStemAndDiffer) {
             ASSERT_LE(a.size() + p.size() - 1, static_cast<size_t>(n));
             sizes.insert({a.size(), p.size()});
         }
-        if (n >= 4) EXPECT_GE(sizes.size(), 4u) << "sub-mix sizes vary";
+        if (n >= 4) {
+            EXPECT_GE(sizes.size(), 4u) << "sub-mix sizes vary";
+        }
     }
     EXPECT_EQ(data::parse_pair_mode(data::pair_mode_name(data::PairMode::SharedStem)), data::PairMode::SharedStem);
     EXPECT_THROW(data::parse_pair_mode("both"), Error);

@@ -132,14 +132,18 @@ TEST(Compose, ChordTonesAndVoiceLeading) {
                 }
                 prev = keys;
             }
-            if (changes) EXPECT_LT(moved / changes, 4.0) << "seed " << seed;
+            if (changes) {
+                EXPECT_LT(moved / changes, 4.0) << "seed " << seed;
+            }
         }
         // Bass notes on chord starts are chord roots.
         for (const auto& p : s.parts) {
             if (p.role != "bass") continue;
             for (const auto& ch : s.chords)
                 for (const auto& n : p.notes)
-                    if (n.tick == ch.start) EXPECT_EQ(((n.key % 12) + 12) % 12, ch.pcs[0]) << "seed " << seed;
+                    if (n.tick == ch.start) {
+                        EXPECT_EQ(((n.key % 12) + 12) % 12, ch.pcs[0]) << "seed " << seed;
+                    }
         }
     }
 }
@@ -247,7 +251,7 @@ TEST(SynthSet, MidiFilesToChannelStems) {
     for (const auto& p : song.parts) {
         if (p.channel == synth::kDrumChannel) EXPECT_TRUE(names.count("ch10_drums"));
         else {
-            char buf[8];
+            char buf[16];
             std::snprintf(buf, sizeof(buf), "ch%02d_", p.channel + 1);
             EXPECT_TRUE(names.count(buf + synth::gm_program_slug(p.program))) << buf;
         }

@@ -34,8 +34,8 @@ Parsed parse(const std::string& text) {
                     if (text[i] == '\n') ++line;
                     field += text[i++];
                 }
-                if (i < n && text[i] != ',' && text[i] != '\n' && !(text[i] == '\r' && i + 1 < n && text[i + 1] == '\n') &&
-                    text[i] != '\r') {
+                // After a closing quote: a comma, or the end of the record (LF, CRLF, or a CR that ends the text).
+                if (i < n && text[i] != ',' && text[i] != '\n' && !(text[i] == '\r' && (i + 1 == n || text[i + 1] == '\n'))) {
                     out.error = "line " + std::to_string(line) + ": text after a closing quote";
                     return out;
                 }

@@ -25,10 +25,36 @@ std::string header_value(const std::string& header, const std::string& key) {
     if (pos == std::string::npos) return {};
     ++pos;
     while (pos < header.size() && header[pos] == ' ') ++pos;
-    if (header[pos] == '(') return header.substr(pos, header.find(')', pos) - pos + 1);
-    if (header[pos] == '\'') return header.substr(pos + 1, header.find('\'', pos + 1) - pos - 1);
+    if (pos >= header.size()) return {};
+    if (header[pos] == '(') {
+        const auto close = header.find(')', pos);
+        return close == std::string::npos ? std::string() : header.substr(pos, close - pos + 1);
+    }
+    if (header[pos] == '\'') {
+        const auto close = header.find('\'', pos + 1);
+        return close == std::string::npos ? std::string() : header.substr(pos + 1, close - pos - 1);
+    }
     auto end = header.find_first_of(",}", pos);
-    return header.substr(pos, end - pos);
+    return header.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+// "(3, 4)", "(5,)" or "()" -> dimensions; anything else (a negative or non-numeric dimension) is an error.
+std::vector<int64_t> parse_shape(const std::string& path, const std::string& shape) {
+    if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')')
+        throw Error(path + ": malformed .npy header (shape '" + shape.substr(0, 40) + "')");
+    std::vector<int64_t> dims;
+    std::stringstream ss(shape.substr(1, shape.size() - 2));
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        const auto first = item.find_first_not_of(' ');
+        if (first == std::string::npos) continue;
+        const auto last = item.find_last_not_of(' ');
+        const std::string digits = item.substr(first, last - first + 1);
+        if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos)
+            throw Error(path + ": malformed .npy header (dimension '" + digits.substr(0, 20) + "')");
+        dims.push_back(std::stoll(digits));
+    }
+    return dims;
 }
 
 }  // namespace
@@ -36,30 +62,44 @@ std::string header_value(const std::string& header, const std::string& key) {
 Array load(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open");
+    in.seekg(0, std::ios::end);
+    const auto file_size = static_cast<int64_t>(in.tellg());
+    in.seekg(0);
     char magic[8];
     if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) throw Error(path + ": not a .npy file");
+    if (magic[6] < 1 || magic[6] > 3)
+        throw Error(path + ": .npy format version " + std::to_string(static_cast<int>(magic[6])) + " is not supported");
     uint32_t hlen = 0;
     if (magic[6] == 1) {
-        uint16_t h16;
+        uint16_t h16 = 0;
         in.read(reinterpret_cast<char*>(&h16), 2);
         hlen = h16;
     } else {
         in.read(reinterpret_cast<char*>(&hlen), 4);
     }
+    if (!in || static_cast<int64_t>(hlen) > file_size) throw Error(path + ": truncated .npy header");
     std::string header(hlen, '\0');
     if (!in.read(header.data(), hlen)) throw Error(path + ": truncated .npy header");
     const std::string descr = header_value(header, "descr");
     if (header_value(header, "fortran_order").find("True") != std::string::npos)
         throw Error(path + ": Fortran-order arrays are not supported");
+    size_t item_size = 0;
+    if (descr == "<f4") item_size = 4;
+    else if (descr == "<f8" || descr == "<i8") item_size = 8;
+    else throw Error(path + ": unsupported dtype " + descr.substr(0, 40));
     Array a;
-    std::string shape = header_value(header, "shape");
-    std::stringstream ss(shape.substr(1, shape.size() - 2));
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        if (item.find_first_not_of(' ') == std::string::npos) continue;
-        a.shape.push_back(std::stoll(item));
+    a.shape = parse_shape(path, header_value(header, "shape"));
+    // The data must be in the file before anything is allocated for it (a header may claim any shape).
+    const int64_t data_bytes = file_size - static_cast<int64_t>(in.tellg());
+    int64_t n = 1;
+    for (int64_t d : a.shape) {
+        if (d != 0 && n > data_bytes / static_cast<int64_t>(item_size) / d) {
+            n = -1;
+            break;
+        }
+        n *= d;
     }
-    const int64_t n = a.numel();
+    if (n < 0 || n * static_cast<int64_t>(item_size) > data_bytes) throw Error(path + ": truncated .npy data");
     a.data.resize(static_cast<size_t>(n));
     auto read_as = [&](auto tag) {
         using T = decltype(tag);
@@ -73,10 +113,8 @@ Array load(const std::string& path) {
             throw Error(path + ": truncated .npy data");
     } else if (descr == "<f8") {
         read_as(double{});
-    } else if (descr == "<i8") {
-        read_as(int64_t{});
     } else {
-        throw Error(path + ": unsupported dtype " + descr);
+        read_as(int64_t{});
     }
     return a;
 }
