@@ -154,30 +154,37 @@ void read_slakh_track(const fs::path& td, const std::string& split, Dataset& ds)
         ds.warnings.push_back(meta.string() + ": unreadable metadata (" + e.what() + "); track skipped");
         return;
     }
-    const YAML::Node stems = y["stems"];
-    if (!stems || !stems.IsMap()) {
-        ds.warnings.push_back(meta.string() + ": no 'stems' map; track skipped");
+    // Values of the wrong type (a map where a bool should be, a list as a key) make yaml-cpp throw its own
+    // exceptions: the track is skipped with a warning, as for an unreadable file.
+    try {
+        const YAML::Node stems = y["stems"];
+        if (!stems || !stems.IsMap()) {
+            ds.warnings.push_back(meta.string() + ": no 'stems' map; track skipped");
+            return;
+        }
+        std::vector<std::pair<std::string, YAML::Node>> entries;
+        for (const auto& kv : stems) entries.emplace_back(kv.first.as<std::string>(), kv.second);
+        std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        for (const auto& [name, node] : entries) {
+            // Stems not rendered (too quiet, or an instrument Slakh dropped) have no audio file.
+            if (node["audio_rendered"] && !node["audio_rendered"].as<bool>()) {
+                ++ds.stems_not_rendered;
+                continue;
+            }
+            std::string cls = node["inst_class"] ? node["inst_class"].as<std::string>() : "unknown";
+            if (node["is_drum"] && node["is_drum"].as<bool>()) cls = "Drums";
+            fs::path f;
+            for (const char* ext : {".flac", ".wav"})
+                if (has(td / "stems" / (name + ext))) f = td / "stems" / (name + ext);
+            if (f.empty()) {
+                ds.warnings.push_back((td / "stems" / (name + ".flac")).string() + ": listed in metadata.yaml but missing");
+                continue;
+            }
+            t.stems.push_back({name, cls, f.string()});
+        }
+    } catch (const YAML::Exception& e) {
+        ds.warnings.push_back(meta.string() + ": malformed metadata (" + e.what() + "); track skipped");
         return;
-    }
-    std::vector<std::pair<std::string, YAML::Node>> entries;
-    for (const auto& kv : stems) entries.emplace_back(kv.first.as<std::string>(), kv.second);
-    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [name, node] : entries) {
-        // Stems not rendered (too quiet, or an instrument Slakh dropped) have no audio file.
-        if (node["audio_rendered"] && !node["audio_rendered"].as<bool>()) {
-            ++ds.stems_not_rendered;
-            continue;
-        }
-        std::string cls = node["inst_class"] ? node["inst_class"].as<std::string>() : "unknown";
-        if (node["is_drum"] && node["is_drum"].as<bool>()) cls = "Drums";
-        fs::path f;
-        for (const char* ext : {".flac", ".wav"})
-            if (has(td / "stems" / (name + ext))) f = td / "stems" / (name + ext);
-        if (f.empty()) {
-            ds.warnings.push_back((td / "stems" / (name + ".flac")).string() + ": listed in metadata.yaml but missing");
-            continue;
-        }
-        t.stems.push_back({name, cls, f.string()});
     }
     ds.tracks.push_back(std::move(t));
 }

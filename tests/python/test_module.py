@@ -233,6 +233,26 @@ def test_threads_and_concurrent_calls(model, stereo_44k):
     assert results == [expected] * 3
 
 
+def test_the_gil_is_released_while_the_library_computes():
+    # 60 s of hpss features take a good fraction of a second; a Python loop in this thread must run meanwhile (with
+    # the GIL held it would get no turn until the call returned, a handful of iterations at most).
+    x = np.random.default_rng(0).standard_normal(60 * 16000).astype(np.float32) * 0.1
+    inside = threading.Event()
+
+    def work():
+        inside.set()
+        cocola.features(x, 16000, "hpss", threads=1)
+
+    t = threading.Thread(target=work)
+    t.start()
+    inside.wait()
+    turns = 0
+    while t.is_alive():
+        turns += 1
+    t.join()
+    assert turns > 10000
+
+
 # ---- evaluation and generation: the CLI's numbers
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
