@@ -1,23 +1,18 @@
 // Fuzz target: any bytes as an audio file -> load_mono (libsndfile + our checks), then both front-ends on a bounded
 // prefix. A cocola::Error is the right answer to bad bytes; a crash, a hang, a sanitizer report or an uncaught
 // exception of another type is a bug.
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 #include "cocola/audio.hpp"
 #include "cocola/error.hpp"
 #include "cocola/features.hpp"
+#include "input_file.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // libsndfile reads files: one per process, rewritten for every input.
-    static const std::string path = "/tmp/cocola_fuzz_audio_" + std::to_string(getpid()) + ".wav";
-    FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) return 0;
-    if (size) std::fwrite(data, 1, size, f);
-    std::fclose(f);
+    const std::string path = write_input_file(".bin", data, size);
+    if (path.empty()) return 0;
     try {
         auto x = cocola::audio::load_mono(path);
         if (x.size() > 48000) x.resize(48000);  // 3 s: the front-ends' cost, not their length, is not the point here

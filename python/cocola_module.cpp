@@ -298,19 +298,9 @@ py::object eval_accuracy(const py::object& model_arg, const py::object& data, in
         std::vector<std::unique_ptr<data::StemCache>> caches;
         std::vector<std::string> names;
         for (const auto& input : inputs) {
-            eval::TableDataset d;
-            d.input = input;
-            d.cache = data::ensure_cache(input, cache_parent);
-            caches.push_back(std::make_unique<data::StemCache>(d.cache));
-            const auto& cache = *caches.back();
-            d.layout = cache.layout();
-            names.push_back(eval::table_name(d.cache == input && !cache.root().empty() ? cache.root() : input));
-            const auto plan = eval::plan_batches(cache, eo);
-            d.batches = plan.batches.size();
-            d.items = d.batches * static_cast<size_t>(k);
-            d.items_dropped = plan.dropped;
-            for (bool s : plan.same_track) d.same_track_batches += s;
-            sets.push_back(d);
+            caches.push_back(std::make_unique<data::StemCache>(data::ensure_cache(input, cache_parent)));
+            sets.push_back(eval::describe_test_set(input, *caches.back(), eo));
+            names.push_back(sets.back().name);
         }
         names = eval::unique_names(names);
         size_t total = 0, base = 0;

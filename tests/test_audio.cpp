@@ -352,6 +352,14 @@ TEST_F(AudioTest, TempFilesOfKilledWritersAreRemovedAndLiveOnesKept) {
     EXPECT_FALSE(std::filesystem::exists(other));
 }
 
+TEST_F(AudioTest, FeaturesCommandWarnsAboutAPartialFrameAndDecodesTheRest) {
+    const std::string p = wav_with_partial_frame(dir + "/partial.wav", 2, 3, true);
+    auto r = testutil::run_cli("features --frontend mel -o " + dir + "/out " + p);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("cocola: warning: " + p + ": the data chunk ends 3 bytes into a frame"), std::string::npos) << r.out;
+    EXPECT_EQ(npy::load(dir + "/out/partial.npy").shape, (std::vector<int64_t>{1, 64, 7}));  // 1000 frames: 1 + 1000/160
+}
+
 TEST_F(AudioTest, FeaturesCommandReportsBadFilesAndWritesGoodOnes) {
     const std::string good = dir + "/good.wav", bad = dir + "/bad.wav";
     write_file(good, sine(440, 44100, 2 * 44100), 2, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_24);  // 1 s stereo

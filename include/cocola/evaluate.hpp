@@ -98,6 +98,11 @@ struct TableCell {
     EvalResult result;
     double seconds = 0;
 };
+// A test set's column of the table: its name (the dataset root's folder, also when the input is its cache), input,
+// cache, layout and batch counts under `o`; the protocol items too when `items` is given. Names are made unique by
+// unique_names() once all columns are known.
+TableDataset describe_test_set(const std::string& input, const data::StemCache& cache, const EvalOptions& o,
+                               std::vector<data::EvalItem>* items = nullptr);
 // The table's JSON: task, k, split, mode, models, datasets and results[model][dataset].
 nlohmann::ordered_json accuracy_table_json(const EvalOptions& o, const std::vector<TableModel>& models,
                                            const std::vector<TableDataset>& datasets,

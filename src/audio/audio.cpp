@@ -35,6 +35,8 @@ bool looks_like_mpeg(const std::string& path) {
     std::string ext = std::filesystem::path(path).extension().string();
     for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (ext == ".mp3" || ext == ".mp2" || ext == ".mp1" || ext == ".mpga") return true;
+    // Names that say another format are taken at their word: no second open of every WAV of a dataset.
+    if (ext == ".wav" || ext == ".flac" || ext == ".ogg" || ext == ".oga" || ext == ".aif" || ext == ".aiff") return false;
     unsigned char head[3] = {0, 0, 0};
     if (FILE* f = std::fopen(path.c_str(), "rb")) {
         const size_t n = std::fread(head, 1, 3, f);

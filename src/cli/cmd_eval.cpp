@@ -213,13 +213,12 @@ Runner add_eval_command(CLI::App& app) {
             });
             if (bar) bar->finish();
             ds.cache = std::make_unique<data::StemCache>(ds.cache_dir);
-            const bool given_cache = ds.cache_dir == ds.input;
-            set_names.push_back(folder_name(given_cache && !ds.cache->root().empty() ? ds.cache->root() : ds.input));
-            const auto plan = eval::plan_batches(*ds.cache, eo, o->rows_csv.empty() ? nullptr : &ds.protocol);
-            ds.batches = plan.batches.size();
-            ds.items = ds.batches * static_cast<size_t>(o->k);
-            ds.dropped = plan.dropped;
-            for (bool s : plan.same_track) ds.same_track += s;
+            const auto column = eval::describe_test_set(ds.input, *ds.cache, eo, o->rows_csv.empty() ? nullptr : &ds.protocol);
+            set_names.push_back(column.name);
+            ds.batches = column.batches;
+            ds.items = column.items;
+            ds.dropped = column.items_dropped;
+            ds.same_track = column.same_track_batches;
             if (ds.same_track)
                 std::fprintf(stderr, "cocola: warning: %s: %zu of %zu batches hold two windows of one track (too few "
                              "tracks in split '%s' for K = %d)\n", ds.input.c_str(), ds.same_track, ds.batches,

@@ -252,6 +252,21 @@ nlohmann::ordered_json accuracy_table_json(const EvalOptions& o, const std::vect
     return j;
 }
 
+TableDataset describe_test_set(const std::string& input, const data::StemCache& cache, const EvalOptions& o,
+                               std::vector<data::EvalItem>* items) {
+    TableDataset d;
+    d.input = input;
+    d.cache = cache.dir();
+    d.layout = cache.layout();
+    d.name = table_name(cache.dir() == input && !cache.root().empty() ? cache.root() : input);
+    const auto plan = plan_batches(cache, o, items);
+    d.batches = plan.batches.size();
+    d.items = d.batches * static_cast<size_t>(o.k);
+    d.items_dropped = plan.dropped;
+    for (bool s : plan.same_track) d.same_track_batches += s;
+    return d;
+}
+
 std::string table_name(const std::string& path) {
     std::filesystem::path p = std::filesystem::path(path).lexically_normal();
     std::string n = p.filename().string();
