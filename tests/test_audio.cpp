@@ -11,11 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "cocola/audio.hpp"
 #include "cocola/error.hpp"
 #include "cocola/fsutil.hpp"
 #include "cocola/npy.hpp"
+#include "cocola/safetensors_header.hpp"
 #include "test_util.hpp"
 
 using namespace cocola;
@@ -247,6 +249,29 @@ TEST_F(AudioTest, MalformedNpyHeadersAreClearErrors) {
     // The good ones still load: a vector, and a scalar (shape ()).
     EXPECT_EQ(npy::load(npy_with("vec.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", four)).numel(), 4);
     EXPECT_EQ(npy::load(npy_with("scalar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", four)).numel(), 1);
+}
+
+// A header fuzz_safetensors made: a dimension of 4.4e20 (a JSON float) was converted to int64 (undefined behaviour).
+TEST_F(AudioTest, SafetensorsHeadersWithNumbersOutOfRangeAreClearErrors) {
+    auto error_of = [](const std::string& json) -> std::string {
+        std::string header = json;
+        header.append((8 - header.size() % 8) % 8, ' ');
+        const uint64_t len = header.size();
+        std::istringstream in(std::string(reinterpret_cast<const char*>(&len), 8) + header + std::string(16, '\0'));
+        try {
+            safetensors::read_header(in, static_cast<int64_t>(8 + header.size() + 16), "w.safetensors");
+        } catch (const Error& e) {
+            return e.what();
+        }
+        return "no error";
+    };
+    for (const std::string shape : {"[444444442404444444440]", "[4.4e20]", "[2.5]", "[\"4\"]", "[18446744073709551615]"})
+        EXPECT_NE(error_of("{\"w\": {\"dtype\": \"F32\", \"shape\": " + shape + ", \"data_offsets\": [0, 16]}}")
+                      .find("w.safetensors: malformed header entry for w (shape"), std::string::npos) << shape;
+    EXPECT_NE(error_of("{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 1e30]}}").find("data_offsets"),
+              std::string::npos);
+    EXPECT_NE(error_of("{\"w\": {\"shape\": [4], \"data_offsets\": [0, 16]}}").find("no dtype"), std::string::npos);
+    EXPECT_EQ(error_of("{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}"), "no error");
 }
 
 TEST_F(AudioTest, TruncatedFlac) {

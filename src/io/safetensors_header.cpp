@@ -1,6 +1,7 @@
 #include "cocola/safetensors_header.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "cocola/error.hpp"
@@ -60,6 +61,23 @@ Header read_header(std::istream& in, int64_t file_size, const std::string& path)
             continue;
         }
         const auto& v = it.value();
+        // Numbers are checked to be integers in range before they are read as int64: nlohmann-json parses
+        // 4.4e20 (or 444444442404444444440) as a double, and converting that to int64 is undefined behaviour
+        // (found by fuzz_safetensors).
+        const auto is_int64 = [](const nlohmann::ordered_json& x) {
+            return x.is_number_integer() &&
+                   (!x.is_number_unsigned() || x.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX));
+        };
+        const auto malformed = [&](const std::string& what) {
+            return Error(path + ": malformed header entry for " + it.key() + " (" + what + ")");
+        };
+        if (!v.is_object() || !v.contains("dtype") || !v["dtype"].is_string()) throw malformed("no dtype string");
+        if (!v.contains("shape") || !v["shape"].is_array() ||
+            !std::all_of(v["shape"].begin(), v["shape"].end(), is_int64))
+            throw malformed("shape is not a list of integers");
+        if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2 ||
+            !is_int64(v["data_offsets"][0]) || !is_int64(v["data_offsets"][1]))
+            throw malformed("data_offsets is not two integers");
         try {
             HeaderEntry e{it.key(), v.at("dtype").get<std::string>(), 0, v.at("shape").get<std::vector<int64_t>>(),
                           v.at("data_offsets").at(0).get<int64_t>(), v.at("data_offsets").at(1).get<int64_t>()};
