@@ -1,13 +1,15 @@
 // Training step throughput at batch 32 (64 windows of 5 s through EfficientNet-B0, forward and backward, Adam
-// update excluded), hpss model, at 1 thread and all threads:
+// update excluded), mel and hpss models, at 1 thread and all threads:
 //   cocola   : channels-last with fused SiLU (what `cocola train` runs on CPU)
 //   baseline : the same module channels-first, as the reference's eager PyTorch step runs
-// Usage: bench_train [--batch K] [--steps N]
+//   python   : the network in eager PyTorch from Python (reference_model.py, Debian's python3-torch), same run
+// Usage: bench_train [--batch K] [--steps N] [--no-python]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <thread>
 
+#include "cocola/features.hpp"
 #include "cocola/model.hpp"
 #include "cocola/runtime.hpp"
 #include "model/cocola_net.hpp"
@@ -40,22 +42,42 @@ double seconds_per_step(model::Model& m, const at::Tensor& feats, int steps) {
 
 int main(int argc, char** argv) {
     int batch = 32, steps = 2;
+    bool python = true;
     for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--no-python")) python = false;
         if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) batch = std::atoi(argv[++i]);
         if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     }
     const int all = static_cast<int>(std::thread::hardware_concurrency());
-    at::Tensor feats = at::randn({2L * batch, 2, 64, 501}) * 10 - 40;
-    std::printf("training step, batch %d (hpss, forward + backward), mean of %d steps\n", batch, steps);
-    for (int threads : {1, all}) {
-        runtime::set_threads(threads);
-        model::Model fast(model::Config{}, 0), base(model::Config{}, 0);
-        fast.net().use_channels_last(true);
-        const double tf = seconds_per_step(fast, feats, steps);
-        const double tb = seconds_per_step(base, feats, steps);
-        std::printf("  %d thread(s): cocola %.2f s/step | channels-first baseline %.2f s/step -> %.2fx\n", threads, tf,
-                    tb, tb / tf);
+    std::printf("training step, batch %d (forward + backward), mean of %d steps\n", batch, steps);
+    for (const auto frontend : {features::Frontend::Mel, features::Frontend::Hpss}) {
+        model::Config config;
+        config.frontend = frontend;
+        const at::Tensor feats = at::randn({2L * batch, config.in_channels(), 64, 501}) * 10 - 40;
+        for (int threads : {1, all}) {
+            runtime::set_threads(threads);
+            model::Model fast(config, 0), base(config, 0);
+            fast.net().use_channels_last(true);
+            const double tf = seconds_per_step(fast, feats, steps);
+            const double tb = seconds_per_step(base, feats, steps);
+            std::printf("  %-4s %d thread(s): cocola %.2f s/step | channels-first baseline %.2f s/step -> %.2fx",
+                        features::frontend_name(frontend).c_str(), threads, tf, tb, tb / tf);
+            double py = 0;
+            if (python) {
+                const std::string weights = std::string(COCOLA_TEST_DATA) + "/golden/models/cocola_" +
+                                            features::frontend_name(frontend) + "_seed0.safetensors";
+                const std::string cmd = std::string("/usr/bin/python3 ") + COCOLA_BENCH_DIR + "/reference_model.py train " +
+                                        weights + " --batch " + std::to_string(batch) + " --steps " + std::to_string(steps) +
+                                        " --threads " + std::to_string(threads) + " 2>/dev/null";
+                FILE* p = popen(cmd.c_str(), "r");
+                if (!p || std::fscanf(p, "%lf", &py) != 1) py = 0;
+                if (p) pclose(p);
+            }
+            if (py > 0)
+                std::printf(" | python eager %.2f s/step -> %.2fx\n", py, py / tf);
+            else
+                std::printf("%s\n", python ? " | python reference unavailable (needs python3-torch)" : "");
+        }
     }
-    std::printf("issue's reference: the official eager PyTorch step, about 4 s at 2 threads (channels-first)\n");
     return 0;
 }

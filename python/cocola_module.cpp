@@ -150,11 +150,9 @@ struct PyModel {
     eval::ScoreOptions options(const std::string& mode, double hop, bool whole) const {
         eval::ScoreOptions o;
         o.mode = model::parse_mode(mode);
-        if (o.mode != model::EmbeddingMode::Both && model->config().in_channels() == 1)
-            throw Error("mode " + mode + " needs a 2-channel (hpss) model");
-        if (!(hop > 0) || !std::isfinite(hop)) throw Error("hop must be a positive number of seconds");
         o.hop_seconds = hop;
         o.whole = whole;
+        eval::check_score_options(*model, o);
         return o;
     }
 

@@ -14,6 +14,8 @@ PACKAGES=(
   pybind11-dev python3-dev python3-pytest    # the Python module and its tests
   chromium-headless-shell                    # the test that opens eval-generation's listening page
 )
+# BENCH=1: also the Python references of the bench/ programs (eager PyTorch front-ends and network).
+if [[ ${BENCH:-0} == 1 ]]; then PACKAGES+=(python3-torchaudio python3-scipy); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

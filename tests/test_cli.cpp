@@ -83,6 +83,16 @@ TEST(ScoreCli, ModesChangeTheScoreAndMelRefusesThem) {
     auto mel = run_cli("score -m " + model("mel") + " --mode harmonic " + wav("00_triad") + " " + wav("01_drums"));
     EXPECT_NE(mel.code, 0);
     EXPECT_NE(mel.out.find("2-channel"), std::string::npos) << mel.out;
+    // embed refuses it too (it used to ignore the mode silently), and a hop of zero or infinity is refused.
+    auto emb = run_cli("embed -m " + model("mel") + " --mode percussive -o " + testutil::temp_dir("embed_mode") + " " +
+                       wav("00_triad"));
+    EXPECT_NE(emb.code, 0);
+    EXPECT_NE(emb.out.find("2-channel"), std::string::npos) << emb.out;
+    for (const std::string hop : {"0", "inf"}) {
+        auto h = run_cli("score -m " + model("hpss") + " --hop " + hop + " " + wav("00_triad") + " " + wav("01_drums"));
+        EXPECT_NE(h.code, 0) << hop;
+        EXPECT_NE(h.out.find("hop must be a positive number of seconds"), std::string::npos) << h.out;
+    }
 }
 
 TEST(ScoreCli, CsvBatchWithAMissingFileScoresTheRest) {

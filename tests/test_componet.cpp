@@ -326,6 +326,23 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
                           "/rm.wav --json" + common);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find("{\n"))).at("prompt"), "in: bass, drums, piano; out: bass, piano");
+    // --pairs: RFC 4180 CSV (a header, a comment, a quoted prompt holding a comma and a blank line), each job made;
+    // an unterminated quote or a row of the wrong width names the file and line.
+    std::ofstream(dir + "/jobs.csv") << "input,output,prompt\n# a comment\n" << dir << "/in.wav," << dir
+                                     << "/p1.wav,\"in: piano; out: bass, drums\"\n\n"
+                                     << dir << "/in.wav,\"" << dir << "/p2.wav\"\n";
+    r = testutil::run_cli("generate --pairs " + dir + "/jobs.csv --prompt \"out: bass\"" + common);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(audio::load_mono(dir + "/p1.wav").size(), x.size());
+    EXPECT_EQ(audio::load_mono(dir + "/p2.wav").size(), x.size());
+    std::ofstream(dir + "/bad.csv") << "input,output\n" << dir << "/in.wav\n";
+    r = testutil::run_cli("generate --pairs " + dir + "/bad.csv --prompt \"out: bass\"" + common);
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("bad.csv:2: expected input,output"), std::string::npos) << r.out;
+    std::ofstream(dir + "/open.csv") << dir << "/in.wav," << dir << "/p3.wav,\"out: bass\n";
+    r = testutil::run_cli("generate --pairs " + dir + "/open.csv" + common);
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("open.csv: line 1"), std::string::npos) << r.out;
     r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"out: kazoo\" -o " + dir + "/k.wav" + common);
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("known tags"), std::string::npos) << r.out;

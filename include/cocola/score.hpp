@@ -21,6 +21,10 @@ struct ScoreOptions {
     size_t files_per_batch = 16;
 };
 
+// Throws cocola::Error when `o` does not suit `m`: a harmonic or percussive mode for a one-channel (mel) model,
+// or a hop that is not a positive, finite number of seconds. The CLI and the Python module both call it.
+void check_score_options(const model::Model& m, const ScoreOptions& o);
+
 using ProgressFn = std::function<void(size_t done)>;
 
 // Start offsets of the aligned windows of a clip of n samples: 0, hop, 2*hop, ... while a full window fits;

@@ -26,6 +26,7 @@ Runner add_embed_command(CLI::App& app) {
     return [o]() {
         auto m = o->model.load_model();
         auto opts = o->model.score_options();
+        eval::check_score_options(m, opts);
         Progress bar("embed", o->files.size());
         auto res = eval::embed_files(m, o->files, opts, [&](size_t done) { bar.update(done); });
         int failures = 0;

@@ -10,6 +10,7 @@
 #include "cli/progress.hpp"
 #include "cocola/audio.hpp"
 #include "cocola/componet.hpp"
+#include "cocola/csv.hpp"
 #include "cocola/error.hpp"
 #include "cocola/features.hpp"
 #include "cocola/model.hpp"
@@ -19,26 +20,6 @@ namespace cocola::cli {
 namespace {
 
 // One CSV line: fields separated by commas, a field in double quotes may hold commas ("" is a quote).
-std::vector<std::string> csv_fields(const std::string& line) {
-    std::vector<std::string> out(1);
-    bool quoted = false;
-    for (size_t i = 0; i < line.size(); ++i) {
-        const char c = line[i];
-        if (quoted) {
-            if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') out.back() += '"', ++i;
-            else if (c == '"') quoted = false;
-            else out.back() += c;
-        } else if (c == '"') quoted = true;
-        else if (c == ',') out.emplace_back();
-        else if (c != '\r') out.back() += c;
-    }
-    for (auto& f : out) {
-        while (!f.empty() && f.front() == ' ') f.erase(f.begin());
-        while (!f.empty() && f.back() == ' ') f.pop_back();
-    }
-    return out;
-}
-
 struct Job {
     std::string input, output, prompt;
 };
@@ -146,17 +127,28 @@ Runner add_generate_command(CLI::App& app) {
             if (!o->in.empty()) throw Error("give IN or --pairs, not both");
             std::ifstream f(o->pairs);
             if (!f) throw Error(o->pairs + ": cannot open");
-            std::string line;
-            int no = 0;
-            while (std::getline(f, line)) {
-                ++no;
-                if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
-                auto fields = csv_fields(line);
-                if (no == 1 && fields[0] == "input") continue;  // a header
-                if (fields.size() < 2 || fields.size() > 3)
-                    throw Error(o->pairs + ":" + std::to_string(no) + ": expected input,output[,prompt]");
+            std::stringstream text;
+            text << f.rdbuf();
+            // RFC 4180 (quoted fields may hold commas, quotes, line breaks), as `score --pairs` reads it.
+            const csv::Parsed parsed = csv::parse(text.str());
+            if (!parsed.error.empty()) throw Error(o->pairs + ": " + parsed.error);
+            auto trim = [](std::string t) {
+                t.erase(0, std::min(t.find_first_not_of(" \t"), t.size()));
+                t.erase(t.find_last_not_of(" \t") + 1);
+                return t;
+            };
+            bool first = true;
+            for (const auto& rec : parsed.records) {
+                std::vector<std::string> fields;
+                for (const auto& field : rec.fields) fields.push_back(trim(field));
+                const bool header = first && !fields.empty() && fields[0] == "input";
+                first = false;
+                if (header || fields.empty() || (fields.size() == 1 && fields[0].empty()) || fields[0].rfind('#', 0) == 0)
+                    continue;
+                const std::string where = o->pairs + ":" + std::to_string(rec.line);
+                if (fields.size() < 2 || fields.size() > 3) throw Error(where + ": expected input,output[,prompt]");
                 Job j{fields[0], fields[1], fields.size() == 3 && !fields[2].empty() ? fields[2] : default_prompt};
-                if (j.prompt.empty()) throw Error(o->pairs + ":" + std::to_string(no) + ": no prompt (and no --prompt / --task)");
+                if (j.prompt.empty()) throw Error(where + ": no prompt (and no --prompt / --task)");
                 jobs.push_back(j);
             }
             if (jobs.empty()) throw Error(o->pairs + ": no lines");

@@ -130,8 +130,7 @@ Runner add_score_command(CLI::App& app) {
     return [o]() {
         auto m = o->model.load_model();
         auto opts = o->model.score_options();
-        if (opts.mode != model::EmbeddingMode::Both && m.config().in_channels() == 1)
-            throw Error("--mode " + o->model.mode + " needs a 2-channel (hpss) model");
+        eval::check_score_options(m, opts);
         std::ostringstream out;
         int failures = 0;
 

@@ -22,8 +22,7 @@ Runner add_synth_command(CLI::App& app) {
     app.add_option("-o,--out", o->set.out_dir, "Output directory (generic layout: DIR/<split>/<track>/<stem>.wav)")
         ->required();
     app.add_option("--tracks", o->tracks, "Number of procedural songs")->capture_default_str();
-    app.add_option("--seconds", o->seconds, "Length of each procedural song in seconds")
-        ->check(CLI::PositiveNumber)
+    app.add_option("--seconds", o->seconds, "Length of each procedural song in seconds (0 < s <= 3600)")
         ->capture_default_str();
     app.add_option("--seed", o->seed, "Seed: the same seed gives the same songs")->capture_default_str();
     app.add_option("--soundfont", o->set.soundfont, "General MIDI SoundFont (.sf2/.sf3)")->capture_default_str();

@@ -12,7 +12,7 @@ namespace cocola::eval {
 namespace {
 
 size_t hop_samples(const ScoreOptions& o) {
-    if (!(o.hop_seconds > 0)) throw Error("--hop must be positive");
+    if (!(o.hop_seconds > 0) || !std::isfinite(o.hop_seconds)) throw Error("hop must be a positive number of seconds");
     return std::max<size_t>(1, static_cast<size_t>(std::llround(o.hop_seconds * audio::kSampleRate)));
 }
 
@@ -51,6 +51,13 @@ void refuse_non_finite(std::vector<Embedded>& out) {
 }
 
 }  // namespace
+
+void check_score_options(const model::Model& m, const ScoreOptions& o) {
+    if (o.mode != model::EmbeddingMode::Both && m.config().in_channels() == 1)
+        throw Error("mode " + model::mode_name(o.mode) + " needs a 2-channel (hpss) model; this one reads the mel front-end");
+    if (!(o.hop_seconds > 0) || !std::isfinite(o.hop_seconds))
+        throw Error("hop must be a positive number of seconds (got " + std::to_string(o.hop_seconds) + ")");
+}
 
 std::vector<size_t> window_offsets(size_t n, size_t hop) {
     std::vector<size_t> offs;

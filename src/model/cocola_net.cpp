@@ -96,7 +96,9 @@ EfficientNetB0Impl::EfficientNetB0Impl(int in_channels) {
 }
 
 at::Tensor EfficientNetB0Impl::forward(const at::Tensor& input, const ActivationHook& hook) {
-    at::Tensor x = swish(bn0->forward(conv_stem->forward(pad(input, stem_pad))));
+    at::Tensor x = conv_stem->forward(pad(input, stem_pad));
+    if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    x = swish(bn0->forward(x));
     if (hook) hook("stem_swish", x);
     for (size_t i = 0; i < blocks->size(); ++i) {
         x = blocks[i]->as<MBConvBlock>()->forward(x);
@@ -132,6 +134,7 @@ CocolaNet::CocolaNet(const Config& c) : config(c), dropout_p(c.dropout) {
 
 void CocolaNet::use_channels_last(bool on) {
     channels_last = on;
+    effnet->channels_last = on;
     torch::NoGradGuard no_grad;
     const auto fmt = on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
     for (auto& p : effnet->parameters())

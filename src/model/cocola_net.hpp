@@ -46,6 +46,9 @@ struct EfficientNetB0Impl : torch::nn::Module {
     torch::nn::BatchNorm2d bn0{nullptr}, bn1{nullptr};
     torch::nn::ModuleList blocks{nullptr};
     std::array<int64_t, 4> stem_pad;
+    // Set by CocolaNet::use_channels_last: the stem's output is made channels-last explicitly, since a one-channel
+    // input cannot say which layout it is in and the convolution would keep the whole network channels-first.
+    bool channels_last = false;
 };
 TORCH_MODULE(EfficientNetB0);
 

@@ -98,6 +98,9 @@ struct Folded {
         if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
         // In-place SiLU (= swish) and residual adds: one pass over each activation instead of two or three.
         x = stem(x);
+        // A one-channel input (the mel front-end) is contiguous and channels-last at once, and the convolution
+        // keeps its input's layout: without this the whole network would run channels-first, 1.5x slower.
+        if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
         at::silu_(x);
         for (const auto& b : blocks) {
             at::Tensor h = x;

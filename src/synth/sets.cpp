@@ -136,7 +136,7 @@ bool complete(const std::string& dir, const SetOptions& opt) {
 
 SetReport write_procedural_set(uint64_t seed, size_t tracks, double seconds, const SetOptions& opt,
                                const SetProgress& progress) {
-    if (!(seconds > 0)) throw Error("synth: --seconds must be positive");
+    if (!(seconds > 0) || seconds > 3600) throw Error("synth: --seconds must be above 0 and at most 3600 (an hour a song)");
     if (opt.out_dir.empty()) throw Error("synth: no output directory");
     return run_parallel(tracks, opt, progress, [&](size_t i, Renderer& r) {
         char name[32];
