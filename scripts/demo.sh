@@ -57,7 +57,7 @@ if [[ -f models/componet_default.safetensors && -f models/msdm_default.safetenso
   cp "$SONG/bass.wav" "$OUT/generation/accompaniment_input_bass.wav"
   $COCOLA eval-generation --data "$OUT/cache" --n 2 --tasks accompany --steps 25 --msdm-candidates 2 \
     -o "$OUT/generation/table" > /dev/null
-  GEN_SCORE=$(grep -o '"cocola_score": [-0-9.e]*' "$OUT/generation/accompaniment.json" | head -n 1 | cut -d' ' -f2)
+  GEN_SCORE=$(printf "%.2f" "$(grep -o '"cocola_score": [-0-9.e]*' "$OUT/generation/accompaniment.json" | head -n 1 | cut -d' ' -f2)")
   GEN_NOTE="CompoNet generated drums for the bass of $(basename "$SONG") (generation/accompaniment_input_bass.wav -> generation/accompaniment_drums.wav; COCOLA score against the bass: $GEN_SCORE). A small generation table on 2 chunks (25 DDIM steps; the full one is in docs/generation.md):"
 fi
 
