@@ -330,7 +330,7 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
     // an unterminated quote or a row of the wrong width names the file and line.
     std::ofstream(dir + "/jobs.csv") << "input,output,prompt\n# a comment\n" << dir << "/in.wav," << dir
                                      << "/p1.wav,\"in: piano; out: bass, drums\"\n\n"
-                                     << dir << "/in.wav,\"" << dir << "/p2.wav\"\n";
+                                     << "in.wav,\"p2.wav\"\n";  // relative: to the CSV's folder
     r = testutil::run_cli("generate --pairs " + dir + "/jobs.csv --prompt \"out: bass\"" + common);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(audio::load_mono(dir + "/p1.wav").size(), x.size());

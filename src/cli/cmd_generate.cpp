@@ -1,5 +1,6 @@
 // cocola generate: CompoNet's accompaniment generation, extraction, adding and removing from a prompt; with an
 // MSDM model (--model msdm), the baseline's accompaniment by inpainting the given sources.
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -71,8 +72,8 @@ Runner add_generate_command(CLI::App& app) {
         ->check(CLI::IsMember({"accompany", "extract", "add", "remove"}));
     app.add_option("--in-tags", o->in_tags, "Stems of the input (default: mix, an undescribed input)")->delimiter(',');
     app.add_option("--out-tags", o->out_tags, "Stems to make (accompany), take out (extract), add or remove")->delimiter(',');
-    app.add_option("--pairs", o->pairs, "CSV of input,output[,prompt] lines (a prompt in double quotes); the prompt "
-                                        "defaults to --prompt / --task");
+    app.add_option("--pairs", o->pairs, "CSV of input,output[,prompt] lines (paths relative to the CSV, as score --pairs; a "
+                                        "prompt in double quotes); the prompt defaults to --prompt / --task");
     app.add_option("--steps", o->g.sampling.steps, "DDIM steps")->capture_default_str()->check(CLI::Range(1, 1000));
     app.add_option("--eta", o->g.sampling.eta, "DDIM eta (0: deterministic)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
     app.add_option("--guidance", o->g.sampling.guidance, "Classifier-free guidance scale (1: none)")->capture_default_str()
@@ -147,7 +148,12 @@ Runner add_generate_command(CLI::App& app) {
                     continue;
                 const std::string where = o->pairs + ":" + std::to_string(rec.line);
                 if (fields.size() < 2 || fields.size() > 3) throw Error(where + ": expected input,output[,prompt]");
-                Job j{fields[0], fields[1], fields.size() == 3 && !fields[2].empty() ? fields[2] : default_prompt};
+                const std::filesystem::path base = std::filesystem::path(o->pairs).parent_path();
+                auto resolve = [&](const std::string& p) {
+                    return std::filesystem::path(p).is_absolute() ? p : (base / p).string();
+                };
+                Job j{resolve(fields[0]), resolve(fields[1]),
+                      fields.size() == 3 && !fields[2].empty() ? fields[2] : default_prompt};
                 if (j.prompt.empty()) throw Error(where + ": no prompt (and no --prompt / --task)");
                 jobs.push_back(j);
             }
