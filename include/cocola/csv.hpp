@@ -18,4 +18,7 @@ struct Parsed {
 // Parses `text` (a UTF-8 byte-order mark at its start is skipped; lines end in \n or \r\n).
 Parsed parse(const std::string& text);
 
+// A field without the spaces and tabs around it (hand-written files often have "a.wav, b.wav").
+std::string trim(std::string field);
+
 }  // namespace cocola::csv

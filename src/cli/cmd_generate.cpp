@@ -20,7 +20,6 @@
 namespace cocola::cli {
 namespace {
 
-// One CSV line: fields separated by commas, a field in double quotes may hold commas ("" is a quote).
 struct Job {
     std::string input, output, prompt;
 };
@@ -133,15 +132,10 @@ Runner add_generate_command(CLI::App& app) {
             // RFC 4180 (quoted fields may hold commas, quotes, line breaks), as `score --pairs` reads it.
             const csv::Parsed parsed = csv::parse(text.str());
             if (!parsed.error.empty()) throw Error(o->pairs + ": " + parsed.error);
-            auto trim = [](std::string t) {
-                t.erase(0, std::min(t.find_first_not_of(" \t"), t.size()));
-                t.erase(t.find_last_not_of(" \t") + 1);
-                return t;
-            };
             bool first = true;
             for (const auto& rec : parsed.records) {
                 std::vector<std::string> fields;
-                for (const auto& field : rec.fields) fields.push_back(trim(field));
+                for (const auto& field : rec.fields) fields.push_back(csv::trim(field));
                 const bool header = first && !fields.empty() && fields[0] == "input";
                 first = false;
                 if (header || fields.empty() || (fields.size() == 1 && fields[0].empty()) || fields[0].rfind('#', 0) == 0)

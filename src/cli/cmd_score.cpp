@@ -18,12 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string trim(std::string s) {
-    const char* ws = " \t";
-    s.erase(0, s.find_first_not_of(ws));
-    s.erase(s.find_last_not_of(ws) + 1);
-    return s;
-}
+using csv::trim;
 
 // The pairs of a --pairs file, and its malformed rows by line number (the good rows are still scored).
 struct PairsFile {

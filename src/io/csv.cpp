@@ -1,5 +1,6 @@
 // RFC 4180 CSV (csv.hpp): a small state machine, since a pairs file is tiny and no Debian CSV library is in use.
 #include "cocola/csv.hpp"
+#include <algorithm>
 
 namespace cocola::csv {
 
@@ -58,6 +59,13 @@ Parsed parse(const std::string& text) {
         if (!blank) out.records.push_back(std::move(rec));
     }
     return out;
+}
+
+std::string trim(std::string field) {
+    const char* ws = " \t";
+    field.erase(0, std::min(field.find_first_not_of(ws), field.size()));
+    field.erase(field.find_last_not_of(ws) + 1);
+    return field;
 }
 
 }  // namespace cocola::csv
