@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "bench_timing.hpp"
 #include "cocola/audio.hpp"
 #include "cocola/npy.hpp"
 #include "cocola/features.hpp"
@@ -37,16 +38,6 @@ double best_rate(int units, int reps, F&& f) {
         best = std::max(best, units / (now() - t0));
     }
     return best;
-}
-
-// Runs the Python reference; returns the number it prints, or 0 when it is unavailable.
-double python_reference(const std::string& args) {
-    const std::string cmd = std::string("/usr/bin/python3 ") + COCOLA_BENCH_DIR + "/reference_model.py " + args + " 2>/dev/null";
-    FILE* p = popen(cmd.c_str(), "r");
-    double v = 0;
-    if (!p || std::fscanf(p, "%lf", &v) != 1) v = 0;
-    if (p) pclose(p);
-    return v;
 }
 
 }  // namespace
@@ -111,7 +102,7 @@ int main(int argc, char** argv) {
         const std::string fin = (tmp / "feats.npy").string(), fout = (tmp / "python_embeddings.npy").string();
         const at::Tensor check = feats.slice(0, 0, 4).contiguous();
         npy::save(fin, {check.size(0), C, 64, 501}, check.data_ptr<float>());
-        if (python_reference("embed " + weights + " " + fin + " " + fout) != 0 || !std::filesystem::exists(fout)) {
+        if (bench::python_reference("embed " + weights + " " + fin + " " + fout) != 0 || !std::filesystem::exists(fout)) {
             std::printf("  %-4s python reference unavailable (needs /usr/bin/python3 with python3-torch)\n", kind.c_str());
             continue;
         }
@@ -120,8 +111,8 @@ int main(int argc, char** argv) {
         const at::Tensor ours = m.embed(check);
         const at::Tensor theirs = at::from_blob(const_cast<float*>(pe.data.data()), ours.sizes(), at::kFloat);
         const double diff = (ours - theirs).abs().max().item<double>();
-        const double py_model = python_reference("model " + weights + " --pairs " + std::to_string(pairs) + " --threads 1");
-        const double py_e2e = python_reference("score " + weights + " --pairs-csv " + pairs_csv + " --threads 1");
+        const double py_model = bench::python_reference("model " + weights + " --pairs " + std::to_string(pairs) + " --threads 1");
+        const double py_e2e = bench::python_reference("score " + weights + " --pairs-csv " + pairs_csv + " --threads 1");
         std::printf("  %-4s python eager reference, same run, 1 thread (embeddings within %.1e of ours): model %.2f "
                     "pairs/s -> %.2fx | end to end ",
                     kind.c_str(), diff, py_model, py_model > 0 ? fast1 / py_model : 0.0);

@@ -1,6 +1,8 @@
-// Wall-clock timing shared by the bench programs.
+// Wall-clock timing and the Python baselines shared by the bench programs.
 #pragma once
 #include <chrono>
+#include <cstdio>
+#include <string>
 
 namespace bench {
 
@@ -14,6 +16,17 @@ double seconds_each(int n, F&& f) {
     const double t0 = now();
     for (int i = 0; i < n; ++i) f();
     return (now() - t0) / n;
+}
+
+// Runs bench/reference_model.py (the network in eager PyTorch, Debian's python3-torch) with `args` and returns
+// the number it prints, or 0 when it is unavailable or fails.
+inline double python_reference(const std::string& args) {
+    const std::string cmd = std::string("/usr/bin/python3 ") + COCOLA_BENCH_DIR + "/reference_model.py " + args + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    double v = 0;
+    if (!p || std::fscanf(p, "%lf", &v) != 1) v = 0;
+    if (p) pclose(p);
+    return v;
 }
 
 }  // namespace bench

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "bench_timing.hpp"
 #include "cocola/features.hpp"
 #include "cocola/model.hpp"
 #include "cocola/runtime.hpp"
@@ -62,17 +63,12 @@ int main(int argc, char** argv) {
             const double tb = seconds_per_step(base, feats, steps);
             std::printf("  %-4s %d thread(s): cocola %.2f s/step | channels-first baseline %.2f s/step -> %.2fx",
                         features::frontend_name(frontend).c_str(), threads, tf, tb, tb / tf);
-            double py = 0;
-            if (python) {
-                const std::string weights = std::string(COCOLA_TEST_DATA) + "/golden/models/cocola_" +
-                                            features::frontend_name(frontend) + "_seed0.safetensors";
-                const std::string cmd = std::string("/usr/bin/python3 ") + COCOLA_BENCH_DIR + "/reference_model.py train " +
-                                        weights + " --batch " + std::to_string(batch) + " --steps " + std::to_string(steps) +
-                                        " --threads " + std::to_string(threads) + " 2>/dev/null";
-                FILE* p = popen(cmd.c_str(), "r");
-                if (!p || std::fscanf(p, "%lf", &py) != 1) py = 0;
-                if (p) pclose(p);
-            }
+            const std::string weights = std::string(COCOLA_TEST_DATA) + "/golden/models/cocola_" +
+                                        features::frontend_name(frontend) + "_seed0.safetensors";
+            const double py = python ? bench::python_reference("train " + weights + " --batch " + std::to_string(batch) +
+                                                               " --steps " + std::to_string(steps) + " --threads " +
+                                                               std::to_string(threads))
+                                     : 0;
             if (py > 0)
                 std::printf(" | python eager %.2f s/step -> %.2fx\n", py, py / tf);
             else

@@ -132,6 +132,10 @@ Runner add_generate_command(CLI::App& app) {
             // RFC 4180 (quoted fields may hold commas, quotes, line breaks), as `score --pairs` reads it.
             const csv::Parsed parsed = csv::parse(text.str());
             if (!parsed.error.empty()) throw Error(o->pairs + ": " + parsed.error);
+            const std::filesystem::path base = std::filesystem::path(o->pairs).parent_path();
+            auto resolve = [&](const std::string& p) {
+                return std::filesystem::path(p).is_absolute() ? p : (base / p).string();
+            };
             bool first = true;
             for (const auto& rec : parsed.records) {
                 std::vector<std::string> fields;
@@ -142,10 +146,6 @@ Runner add_generate_command(CLI::App& app) {
                     continue;
                 const std::string where = o->pairs + ":" + std::to_string(rec.line);
                 if (fields.size() < 2 || fields.size() > 3) throw Error(where + ": expected input,output[,prompt]");
-                const std::filesystem::path base = std::filesystem::path(o->pairs).parent_path();
-                auto resolve = [&](const std::string& p) {
-                    return std::filesystem::path(p).is_absolute() ? p : (base / p).string();
-                };
                 Job j{resolve(fields[0]), resolve(fields[1]),
                       fields.size() == 3 && !fields[2].empty() ? fields[2] : default_prompt};
                 if (j.prompt.empty()) throw Error(where + ": no prompt (and no --prompt / --task)");
