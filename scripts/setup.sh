@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   g++ cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread          # the model; OpenBLAS instead of netlib BLAS (10x faster matmuls)
+  libgloo-dev                                # headers of c10d's Gloo process group (training on many machines)
   libsndfile1-dev libsoxr-dev libfftw3-dev   # audio I/O, resampling, STFT
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev googletest
   libfluidsynth-dev timgm6mb-soundfont openttd-openmsx   # multi-stem music synthesis and MIDI songs

@@ -89,10 +89,26 @@ struct StepLog {
 
 using StepCallback = std::function<void(const StepLog&, int64_t total_steps)>;
 
+// Data-parallel training over processes and machines (docs/training.md, "Training on many machines"): world_size
+// processes, each computing its share of the same global batch of TrainOptions::batch windows. Not part of the
+// run's options: a run may be resumed with another world size (any that divides the batch).
+struct DistributedOptions {
+    int world_size = 1;                    // 1: one process, no process group
+    int rank = 0;                          // 0 writes the run folder (log, checkpoints, models); the others nothing
+    std::string master = "127.0.0.1:29500";  // HOST:PORT of rank 0, where the ranks meet (rank 0 listens there)
+    double timeout_seconds = 1800;         // how long a rank waits for the others (rank 0 validates alone meanwhile)
+};
+// Whether this build can train over several processes (LibTorch with Gloo, built with the gloo headers).
+bool distributed_available();
+
 // Trains from scratch in run_dir, or continues the run in run_dir exactly where its last checkpoint stopped
 // (same data order, same random draws: on CPU the result equals an uninterrupted run). Throws cocola::Error.
 // `stop` is polled between steps (e.g. set by SIGINT): the run then writes its checkpoint and returns.
-void train(TrainOptions opt, bool resume, const StepCallback& on_step = {}, const std::function<bool()>& stop = {});
+// With dist.world_size > 1, every rank calls it with the same options (ranks other than 0 may leave out
+// run_dir and, on --resume, take the run's options from rank 0; their caches must hold the same data) and only
+// rank 0 reports steps to `on_step`; a stop on any rank stops all of them after the same step.
+void train(TrainOptions opt, bool resume, const StepCallback& on_step = {}, const std::function<bool()>& stop = {},
+           const DistributedOptions& dist = {});
 
 // The factor on every learning rate at the step with 0-based index `step`: the linear warm-up, then the decay.
 double learning_rate_scale(const TrainOptions& o, int64_t step);
@@ -121,8 +137,10 @@ std::vector<MusicLabels> music_labels(const data::StemCache& cache, std::vector<
 
 // Reads the options a run was started with (run_dir/options.json).
 TrainOptions read_run_options(const std::string& run_dir);
-// The options as options.json holds them (one mapping, src/train/contrastive_options.cpp).
+// The options as options.json holds them (one mapping, src/train/contrastive_options.cpp), and back (throws on
+// a malformed object).
 nlohmann::json options_json(const TrainOptions& o);
+TrainOptions train_options_from_json(const nlohmann::json& j);
 // CLI flags of the options a run keeps for its life (given with --resume, they are ignored).
 std::vector<std::string> fixed_on_resume_flags();
 // On --resume: the options a resume may change (--steps, --lr, --similarity-lr, --feature-path) are copied from

@@ -254,6 +254,9 @@ struct LoopOptions {
     double checkpoint_seconds = 0;  // > 0: also checkpoint when this much wall time has passed since the last
     int keep_snapshots = 0;     // > 0: after each validation, last.safetensors is also kept as snap_<step>, this many
     std::string format = "cocola training checkpoint";
+    // false on the data-parallel ranks other than 0: they train only (no settle, validation, log, checkpoints,
+    // row callback); `stop` must then be a decision all ranks share, polled once a step on every rank.
+    bool writes = true;
     nlohmann::json options;     // stored in the checkpoint's metadata, for the record
 };
 

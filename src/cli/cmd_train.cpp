@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/local_launcher.hpp"
 #include "cli/progress.hpp"
 #include "cocola/data.hpp"
 #include "cocola/error.hpp"
@@ -26,6 +27,8 @@ Runner add_train_command(CLI::App& app) {
         std::string loss = "paper";
         std::string frontend = "hpss", similarity = "bilinear", resume, cache_dir = data::default_cache_dir();
         bool single = false, shared = false, no_masks = false;
+        train::DistributedOptions dist;
+        int processes = 1;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("--data", o->data, "Dataset roots (any layout) or caches; several are mixed (the paper's \"All\")")
@@ -118,13 +121,52 @@ Runner add_train_command(CLI::App& app) {
         ->check(CLI::IsMember({"auto", "threads", "tensor"}))->capture_default_str();
     app.add_option("--init", o->t.init_from, "Start from these weights (.safetensors) instead of a random init");
     app.add_option("--cache-dir", o->cache_dir, "Where dataset roots are indexed")->capture_default_str();
+    auto* processes = app.add_option("--processes", o->processes,
+                                     "Data-parallel training on this machine: N processes, each embedding 1/N of every "
+                                     "batch (--batch a multiple of N), the same run as one process")
+                          ->check(CLI::Range(1, 256))
+                          ->group("Distributed");
+    auto* world = app.add_option("--world-size", o->dist.world_size,
+                                 "Data-parallel training over processes and machines: the number of ranks (start one "
+                                 "`cocola train` per rank with the same flags, --rank and --master)")
+                      ->check(CLI::Range(1, 4096))
+                      ->group("Distributed")
+                      ->excludes(processes);
+    app.add_option("--rank", o->dist.rank, "This process's rank, 0..world-size-1 (rank 0 writes the run folder)")
+        ->check(CLI::NonNegativeNumber)
+        ->group("Distributed")
+        ->needs(world);
+    app.add_option("--master", o->dist.master,
+                   "HOST:PORT where the ranks meet: rank 0's address, reachable by all (GLOO_SOCKET_IFNAME picks the "
+                   "network interface)")
+        ->capture_default_str()
+        ->group("Distributed")
+        ->needs(world);
+    app.add_option("--dist-timeout", o->dist.timeout_seconds,
+                   "Seconds a rank waits for the others (joining, and while rank 0 validates alone)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str()
+        ->group("Distributed");
     app.footer("Defaults are the paper's recipe (batch 32 of 5 s windows, sub-mix pairs, r = 0.5, noise 1e-3,\n"
                "dropout 0.1, Adam 1e-3, bilinear similarity). Ctrl-C stops after the current step with a checkpoint;\n"
                "a killed run continues from its last checkpoint with --resume RUN_DIR, identically.");
     return [o, &app]() {
+        if (o->processes > 1) return run_local_processes(o->processes, own_command_line(), "--processes");
+        if (o->dist.world_size > 1 && !train::distributed_available())
+            throw Error("--world-size: this build has no Gloo process group (on Debian: apt install libgloo-dev, then "
+                        "rebuild)");
+        if (o->dist.rank >= o->dist.world_size)
+            throw Error("--rank " + std::to_string(o->dist.rank) + " must be below --world-size " +
+                        std::to_string(o->dist.world_size));
+        // Ranks other than 0 write nothing and take the run's options from rank 0 (src/train/distributed.hpp):
+        // they need the data (their own copy, or rank 0's paths on a shared file system), no run folder.
+        const bool follower = o->dist.rank > 0;
         train::TrainOptions t = o->t;
         const bool resume = !o->resume.empty();
-        if (resume) {
+        if (follower) {
+            for (const auto& d : o->data)
+                t.caches.push_back(std::filesystem::absolute(data::ensure_cache(d, o->cache_dir)).string());
+        } else if (resume) {
             t = train::read_run_options(o->resume);
             t.run_dir = o->resume;
             // The length, the learning rates for the rest of the run and where features are computed may
@@ -155,6 +197,10 @@ Runner add_train_command(CLI::App& app) {
         }
         std::signal(SIGINT, on_signal);
         std::signal(SIGTERM, on_signal);
+        if (follower) {
+            train::train(t, resume, {}, [] { return g_stop != 0; }, o->dist);
+            return g_stop ? 130 : 0;
+        }
         Progress bar("train", static_cast<size_t>(t.steps));
         double loss_avg = -1, acc_avg = -1;
         std::string last_val;
@@ -183,7 +229,7 @@ Runner add_train_command(CLI::App& app) {
                 bar.set_suffix(buf);
                 bar.update(static_cast<size_t>(s.step));
             },
-            [] { return g_stop != 0; });
+            [] { return g_stop != 0; }, o->dist);
         bar.finish();
         std::cout << "run: " << t.run_dir << " (last.safetensors, best.safetensors, log.csv, curves.svg)\n";
         return g_stop ? 130 : 0;

@@ -23,6 +23,18 @@ constexpr int kImageSize = 224;  // from_name('efficientnet-b0') fixes the stati
 
 }  // namespace
 
+at::Tensor normalize(torch::nn::BatchNorm2d& bn, const at::Tensor& x, const BatchPartition* partition) {
+    if (partition && bn->is_training()) return partition->batch_norm(x, *bn);
+    return bn->forward(x);
+}
+
+at::Tensor uniform_rows(at::IntArrayRef shape, const at::TensorOptions& options, const BatchPartition* partition) {
+    if (!partition) return at::rand(shape, options);
+    std::vector<int64_t> global(shape.begin(), shape.end());
+    global[0] = partition->global_rows;
+    return at::rand(global, options).index_select(0, partition->rows);
+}
+
 const std::array<BlockSpec, 16>& b0_blocks() {
     static const std::array<BlockSpec, 16> blocks = {{
         {3, 1, 1, 32, 16},  {3, 2, 6, 16, 24},   {3, 1, 6, 24, 24},   {5, 2, 6, 24, 40},
@@ -61,17 +73,17 @@ MBConvBlockImpl::MBConvBlockImpl(const BlockSpec& s, int image_size, double dc)
 
 at::Tensor MBConvBlockImpl::forward(const at::Tensor& input) {
     at::Tensor x = input;
-    if (has_expand) x = swish(bn0->forward(expand_conv->forward(x)));
-    x = swish(bn1->forward(depthwise_conv->forward(pad(x, dw_pad))));
+    if (has_expand) x = swish(normalize(bn0, expand_conv->forward(x), partition));
+    x = swish(normalize(bn1, depthwise_conv->forward(pad(x, dw_pad)), partition));
     at::Tensor s = at::mean(x, {2, 3}, true);
     s = se_expand->forward(swish(se_reduce->forward(s)));
     x = at::sigmoid(s) * x;
-    x = bn2->forward(project_conv->forward(x));
+    x = normalize(bn2, project_conv->forward(x), partition);
     if (residual) {
         if (is_training() && drop_connect_rate > 0) {
             // Stochastic depth: drop the whole residual branch per example, rescale the survivors.
             const double keep = 1.0 - drop_connect_rate;
-            at::Tensor mask = at::floor(keep + at::rand({x.size(0), 1, 1, 1}, x.options()));
+            at::Tensor mask = at::floor(keep + uniform_rows({x.size(0), 1, 1, 1}, x.options(), partition));
             x = x / keep * mask;
         }
         x = x + input;
@@ -98,7 +110,7 @@ EfficientNetB0Impl::EfficientNetB0Impl(int in_channels) {
 at::Tensor EfficientNetB0Impl::forward(const at::Tensor& input, const ActivationHook& hook) {
     at::Tensor x = conv_stem->forward(pad(input, stem_pad));
     if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    x = swish(bn0->forward(x));
+    x = swish(normalize(bn0, x, partition));
     if (hook) hook("stem_swish", x);
     for (size_t i = 0; i < blocks->size(); ++i) {
         x = blocks[i]->as<MBConvBlock>()->forward(x);
@@ -108,7 +120,7 @@ at::Tensor EfficientNetB0Impl::forward(const at::Tensor& input, const Activation
             hook(name, x);
         }
     }
-    x = bn1->forward(conv_head->forward(x));
+    x = normalize(bn1, conv_head->forward(x), partition);
     if (hook) hook("head_bn", x);
     x = swish(x);
     if (hook) hook("head_swish", x);
@@ -141,9 +153,24 @@ void CocolaNet::use_channels_last(bool on) {
         if (p.dim() == 4) p.set_data(p.data().contiguous(fmt));
 }
 
+void CocolaNet::set_partition(const BatchPartition* p) {
+    partition = p;
+    effnet->partition = p;
+    for (size_t i = 0; i < effnet->blocks->size(); ++i) effnet->blocks[i]->as<MBConvBlock>()->partition = p;
+}
+
 at::Tensor CocolaNet::embed(const at::Tensor& features, const ActivationHook& hook) {
     at::Tensor x = effnet->forward(channels_last ? features.contiguous(at::MemoryFormat::ChannelsLast) : features, hook);
-    if (is_training() && dropout_p > 0) x = at::dropout(x, dropout_p, true);
+    if (is_training() && dropout_p > 0) {
+        if (!partition) {
+            x = at::dropout(x, dropout_p, true);
+        } else {
+            // The draw at::dropout makes on the CPU (Bernoulli noise of the input's shape, scaled by 1 / keep),
+            // made for the global batch.
+            at::Tensor noise = at::empty({partition->global_rows, x.size(1)}, x.options()).bernoulli_(1 - dropout_p);
+            x = x * noise.div_(1 - dropout_p).index_select(0, partition->rows);
+        }
+    }
     x = projection->forward(x);
     if (hook) hook("projection", x);
     x = layer_norm->forward(x);

@@ -18,6 +18,7 @@
 #include "cocola/train_core.hpp"
 #include "model/cocola_net.hpp"
 #include "train/contrastive_batches.hpp"
+#include "train/distributed.hpp"
 
 namespace cocola::train {
 namespace {
@@ -223,13 +224,47 @@ std::vector<std::pair<std::string, at::Tensor>> model_state(model::Model& m) {
     return out;
 }
 
+// Data-parallel training: rows gathered rank after rank, each rank's block [its anchors; its positives] ->
+// [all anchors; all positives], the order of one process's batch.
+at::Tensor anchors_then_positives(const at::Tensor& blocks, int ranks) {
+    const int64_t k = blocks.size(0) / (2 * ranks);
+    std::vector<at::Tensor> anchors, positives;
+    for (int r = 0; r < ranks; ++r) {
+        anchors.push_back(blocks.slice(0, 2 * k * r, 2 * k * r + k));
+        positives.push_back(blocks.slice(0, 2 * k * r + k, 2 * k * (r + 1)));
+    }
+    anchors.insert(anchors.end(), positives.begin(), positives.end());
+    return at::cat(anchors, 0);
+}
+
+// Gathers each rank's rows (with the gradient path into this rank's own) into the one-process batch order.
+at::Tensor gather_batch(dist::Group* group, const at::Tensor& local) {
+    if (!group) return local;
+    return anchors_then_positives(dist::gather_rows_with_grad(*group, local), group->size());
+}
+
 class ContrastiveObjective : public Objective {
    public:
     ContrastiveObjective(const TrainOptions& o, TrainingData& td, model::Model& m, std::vector<ValSet> val,
                          at::Device device, std::unique_ptr<Optimizer> adam, torch::nn::Linear aux_head,
-                         torch::nn::Linear tempo_head, torch::nn::Linear key_head)
+                         torch::nn::Linear tempo_head, torch::nn::Linear key_head, dist::Group* group)
         : o_(o), td_(td), m_(m), val_(std::move(val)), device_(device), adam_(std::move(adam)),
-          aux_head_(std::move(aux_head)), tempo_head_(std::move(tempo_head)), key_head_(std::move(key_head)) {}
+          aux_head_(std::move(aux_head)), tempo_head_(std::move(tempo_head)), key_head_(std::move(key_head)),
+          group_(group) {
+        if (!group_) return;
+        // This rank's pairs of every batch, and their rows in the global [anchors; positives].
+        const int k = o_.batch / group_->size(), first = k * group_->rank();
+        range_ = {first, k};
+        std::vector<int64_t> rows;
+        for (int side = 0; side < 2; ++side)
+            for (int i = 0; i < k; ++i) rows.push_back(side * o_.batch + first + i);
+        partition_.global_rows = 2 * o_.batch;
+        partition_.rows = at::tensor(rows, at::kLong).to(device_);
+        partition_.batch_norm = [this](const at::Tensor& x, torch::nn::BatchNorm2dImpl& bn) {
+            return dist::sync_batch_norm(*group_, x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                         bn.num_batches_tracked, bn.options.momentum().value_or(0.1), bn.options.eps());
+        };
+    }
 
     Optimizer& optimizer() override { return *adam_; }
 
@@ -239,14 +274,21 @@ class ContrastiveObjective : public Objective {
         ReadyBatch rb = next_.get();  // the model waits here only if features are slower than a step
         if (step + 1 < o_.steps) next_ = prefetch(step + 1);
         const at::Tensor feats = features_on(rb, o_, device_);
-        const int K = static_cast<int>(feats.size(0) / 2);
+        const int K = group_ ? o_.batch : static_cast<int>(feats.size(0) / 2);
+        // Data-parallel: this rank's rows of the global batch, for BatchNorm and the random masks (this step only).
+        struct PartitionScope {
+            model::CocolaNet& net;
+            PartitionScope(model::CocolaNet& n, const model::BatchPartition* p) : net(n) { net.set_partition(p); }
+            ~PartitionScope() { net.set_partition(nullptr); }
+        } scope(m_.net(), group_ ? &partition_ : nullptr);
         // Dropout and drop-connect draw from torch's generator: seeded per step, so a resumed run draws the same.
         at::manual_seed(mix_seed(o_.seed ^ 0xD309u, static_cast<uint64_t>(step)));
         at::Tensor pooled;  // the encoder's [2K, 1280] features, for the auxiliary heads
         model::ActivationHook keep_pooled;
         if (aux_head_ || tempo_head_)
             keep_pooled = [&](const std::string& stage, const at::Tensor& x) { if (stage == "avgpool") pooled = x; };
-        at::Tensor e = m_.net().embed(feats, keep_pooled);
+        at::Tensor e = gather_batch(group_, m_.net().embed(feats, keep_pooled));
+        if (pooled.defined()) pooled = gather_batch(group_, pooled.flatten(1));
         at::Tensor S, target;
         contrastive_logits(m_.net(), e, K, o_.loss, S, target);
         at::Tensor loss = at::nll_loss(at::log_softmax(S, 1), target);
@@ -255,7 +297,7 @@ class ContrastiveObjective : public Objective {
             at::Tensor wanted;
             {
                 torch::NoGradGuard no_grad;
-                wanted = tempo_profiles(feats);
+                wanted = gather_batch(group_, tempo_profiles(feats));
             }
             aux_loss = 1 - at::cosine_similarity(aux_head_->forward(pooled.flatten(1)), wanted, 1).mean();
         }
@@ -266,6 +308,8 @@ class ContrastiveObjective : public Objective {
         if (tempo_head_) total = total + o_.aux_labels * label_loss;
         adam_->zero_grad();
         total.backward();
+        // The encoder's gradients are partial sums (each rank's rows); W and the heads saw the whole batch.
+        if (group_) dist::all_reduce_gradients(*group_, adam_->params(), {"similarity.", kTrainOnlyPrefix});
         // A function of the step alone, so a resumed run warms up exactly as an uninterrupted one.
         adam_->step(learning_rate_scale(o_, step));
         m_.weights_changed();
@@ -330,7 +374,7 @@ class ContrastiveObjective : public Objective {
 
    private:
     std::future<ReadyBatch> prefetch(int64_t s) {
-        return std::async(std::launch::async, [this](int64_t s) { return prepare(td_.schedule, o_, s, &td_); }, s);
+        return std::async(std::launch::async, [this](int64_t s) { return prepare(td_.schedule, o_, s, &td_, range_); }, s);
     }
 
     const TrainOptions& o_;
@@ -342,6 +386,9 @@ class ContrastiveObjective : public Objective {
     torch::nn::Linear aux_head_, tempo_head_, key_head_;
     double best_val_ = 1e300;
     std::future<ReadyBatch> next_;
+    dist::Group* group_;               // nullptr: one process
+    PairRange range_;                  // the pairs whose features this rank computes
+    model::BatchPartition partition_;  // their rows in the global batch
 };
 
 // The log's columns: val_k2_accuracy and aux_loss came last so that the columns before them keep their places
@@ -352,15 +399,45 @@ const std::vector<std::string> kLogColumns = {"step",       "epoch",        "los
 
 }  // namespace
 
-void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::function<bool()>& stop) {
+bool distributed_available() { return dist::available(); }
+
+void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::function<bool()>& stop,
+           const DistributedOptions& dist_options) {
+    std::unique_ptr<dist::Group> group;
+    if (dist_options.world_size > 1) {
+        group = std::make_unique<dist::Group>(dist_options);
+        // The run's options are rank 0's (on --resume, those of its run folder); the others take them, with
+        // their own copies of the data where they named them.
+        const auto j = nlohmann::json::parse(group->broadcast_string(options_json(o).dump()));
+        if (group->rank() != 0) {
+            TrainOptions run = train_options_from_json(j);
+            if (!o.caches.empty()) run.caches = o.caches;
+            run.run_dir.clear();
+            o = run;
+        }
+        if (o.batch % group->size() != 0)
+            throw Error("--batch " + std::to_string(o.batch) + " must be a multiple of --world-size " +
+                        std::to_string(group->size()) + " (each rank embeds an equal share of the pairs)");
+    }
+    const bool writes = !group || group->rank() == 0;
     if (o.caches.empty()) throw Error("no training data given");
     if (o.batch < 2) throw Error("batch must be at least 2 (the loss contrasts each pair with the others)");
     learning_rate_scale(o, std::max(o.steps, o.warmup_steps));  // throws on an unknown --lr-decay before any work
     // The data (caches, samplers, schedule; bad --data-weights throw here), before the run folder is made.
     TrainingData td(o);
     const Schedule& sched = td.schedule;
+    if (group) {
+        // Every rank must draw the same batches: the same sources with the same tracks.
+        std::string mine;
+        for (const auto& c : td.caches) mine += std::to_string(c->size()) + ";";
+        const bool differs = group->broadcast_string(mine) != mine;
+        if (group->any(differs))
+            throw Error(differs ? "rank " + std::to_string(group->rank()) + ": its training data (" + mine +
+                                      " tracks per source) differs from rank 0's"
+                                : "distributed training: another rank's training data differs from rank 0's");
+    }
     const RunFolder run(o.run_dir);
-    run.open(resume);
+    if (writes) run.open(resume);
     const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
     if (o.device == "cuda" && !at::hasCUDA())
         throw Error("--device cuda: this build's LibTorch has no CUDA, or no GPU is visible (build against a CUDA "
@@ -369,6 +446,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     // Validation sets: each source's validation split.
     std::vector<ValSet> val;
     for (const auto& cache : td.caches) {
+        if (!writes) break;  // validation is rank 0's
         const auto splits = cache->splits();
         for (const char* vs : {"valid", "validation", "test"})
             if (std::find(splits.begin(), splits.end(), vs) != splits.end()) {
@@ -413,7 +491,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     }
     m.to(device);
     if (o.device == "cpu") m.net().use_channels_last(true);
-    if (!resume && o.init_from.empty() && o.center_projection) {
+    if (writes && !resume && o.init_from.empty() && o.center_projection) {
         m.net().train();
         center_projection(m.net(), sched, o, device);
     }
@@ -453,9 +531,11 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
 
     const nlohmann::json options = options_json(o);
     const MetricsLog log(run.path("log.csv"), kLogColumns);
-    ContrastiveObjective objective(o, td, m, std::move(val), device, std::move(adam), aux_head, tempo_head, key_head);
+    ContrastiveObjective objective(o, td, m, std::move(val), device, std::move(adam), aux_head, tempo_head, key_head,
+                                   group.get());
     int64_t step = 0;
-    if (resume) {
+    if (!writes) {
+    } else if (resume) {
         step = restore_checkpoint(run, objective);
         log.truncate_after(step);
         // Keeps what a resume may change (steps, learning rates) for the next resume and for the record.
@@ -464,6 +544,15 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
         run.write_options(options);
         log.create();
     }
+    std::function<bool()> stop_all = stop;
+    if (group) {
+        // Rank 0's weights, optimizer state and step for all; then a stop on any rank stops all after one step.
+        dist::share_state(*group, objective);
+        at::Tensor first = at::full({1}, step, at::kLong);
+        group->broadcast(first);
+        step = first.item<int64_t>();
+        stop_all = [&] { return group->any(stop && stop()); };
+    }
     m.net().train();
 
     LoopOptions loop;
@@ -471,6 +560,7 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     loop.val_every = o.val_every;
     loop.checkpoint_every = o.checkpoint_every;
     loop.options = options;
+    loop.writes = writes;
     run_loop(objective, run, log, loop, step,
              [&](const Metrics& row, int64_t total) {
                  if (!on_step) return;
@@ -491,8 +581,8 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
                  s.feature_seconds = get("feature_seconds", 0);
                  on_step(s, total);
              },
-             stop);
-    write_curves_svg(o.run_dir);
+             stop_all);
+    if (writes) write_curves_svg(o.run_dir);
 }
 
 }  // namespace cocola::train

@@ -86,7 +86,7 @@ at::Tensor pair_features(features::Frontend frontend, const float* anchor, const
 }
 
 // With `td` (the training loop) it also fills the --aux-labels targets.
-ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step, const TrainingData* td) {
+ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step, const TrainingData* td, PairRange range) {
     // Runs on the prefetch thread. On the CPU it is single-threaded, while the model trains on the others; on a
     // GPU the model needs no CPU threads and the features would be the bottleneck, so they get all of them
     // (each clip's features are computed alone: the thread count does not change them).
@@ -122,12 +122,19 @@ ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step, c
             const int64_t c = rng.range(0, 2);
             if (c != 0) r.zeroed_channel[static_cast<size_t>(k)] = c == 1 ? 1 : 0;
         }
+    const int first = range.count < 0 ? 0 : range.first;
+    const int n = range.count < 0 ? K : range.count;
+    if (first < 0 || first + n > K) throw Error("pair range outside the batch");
+    r.zeroed_channel = std::vector<int>(r.zeroed_channel.begin() + first, r.zeroed_channel.begin() + first + n);
+    const float* anchor = b.anchor.data() + static_cast<size_t>(first) * b.L;
+    const float* positive = b.positive.data() + static_cast<size_t>(first) * b.L;
     if (features_on_device(o)) {
-        r.waves = at::empty({2 * K, b.L}, at::kFloat);
-        std::copy(b.anchor.begin(), b.anchor.end(), r.waves.data_ptr<float>());
-        std::copy(b.positive.begin(), b.positive.end(), r.waves.data_ptr<float>() + b.anchor.size());
+        const size_t side = static_cast<size_t>(n) * b.L;
+        r.waves = at::empty({2 * n, b.L}, at::kFloat);
+        std::copy(anchor, anchor + side, r.waves.data_ptr<float>());
+        std::copy(positive, positive + side, r.waves.data_ptr<float>() + side);
     } else {
-        r.features = pair_features(o.frontend, b.anchor.data(), b.positive.data(), K, b.L);
+        r.features = pair_features(o.frontend, anchor, positive, n, b.L);
     }
     r.feature_seconds = seconds_since(t0);
     return r;

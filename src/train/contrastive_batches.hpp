@@ -135,9 +135,17 @@ bool features_on_device(const TrainOptions& o);
 // the one batch the encoder sees, as the reference concatenates them.
 at::Tensor pair_features(features::Frontend frontend, const float* anchor, const float* positive, int K, int64_t L);
 
+// The pairs of a batch one process computes features for in data-parallel training: [first, first + count).
+struct PairRange {
+    int first = 0;
+    int count = -1;  // < 0: all
+};
+
 // The batch of the step with 0-based index `step`. With `td` (the training loop) it also fills the
-// --aux-labels targets.
-ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step, const TrainingData* td = nullptr);
+// --aux-labels targets (for the whole batch). With a `range`, the whole batch is drawn (noise, masks) and the
+// features (and channel masks) are those of the range's pairs: [its anchors; its positives].
+ReadyBatch prepare(const Schedule& sched, const TrainOptions& o, int64_t step, const TrainingData* td = nullptr,
+                   PairRange range = {});
 
 // The batch's features on `device`, channel masks applied.
 at::Tensor features_on(ReadyBatch& rb, const TrainOptions& o, at::Device device);

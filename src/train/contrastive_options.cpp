@@ -79,11 +79,15 @@ const std::vector<std::string> kRequiredKeys = {"caches", "frontend", "similarit
 
 nlohmann::json options_json(const TrainOptions& o) { return options_to_json(o, VisitTrainOptions{}); }
 
+TrainOptions train_options_from_json(const nlohmann::json& j) {
+    return options_from_json<TrainOptions>(j, VisitTrainOptions{}, kRequiredKeys);
+}
+
 TrainOptions read_run_options(const std::string& run_dir) {
     const RunFolder run(run_dir);
     const auto j = run.read_options();
     try {
-        TrainOptions o = options_from_json<TrainOptions>(j, VisitTrainOptions{}, kRequiredKeys);
+        TrainOptions o = train_options_from_json(j);
         o.run_dir = run_dir;
         return o;
     } catch (const std::exception& e) {

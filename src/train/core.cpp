@@ -292,6 +292,10 @@ int64_t run_loop(Objective& objective, const RunFolder& run, const MetricsLog& l
         row["step"] = static_cast<double>(step);
         const bool validate_now = opt.val_every > 0 && (step % opt.val_every == 0 || step == opt.steps);
         const bool stopping = stop && stop();
+        if (!opt.writes) {
+            if (stopping) break;
+            continue;
+        }
         // What the written models carry (e.g. BatchNorm statistics) is measured for their weights.
         if (validate_now || stopping || step == opt.steps) objective.settle();
         if (validate_now) objective.validate(step, row);
