@@ -632,3 +632,151 @@ TEST(Train, DataWeightsAreRecordedAndFixedForTheRun) {
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("1 weights for 2 --data sources"), std::string::npos) << r.out;
 }
+
+// ---------------------------------------------------------------- data-parallel training (--processes, --world-size)
+
+namespace {
+
+// The first Adam moment after one step is 0.1 x the gradient: two runs' gradients compared tensor by tensor,
+// relative to each tensor's largest entry. Returns the median over tensors and the worst over the tensors whose
+// gradient matters (largest entry at least 1e-3 of the largest of all: BatchNorm biases followed by another
+// BatchNorm have a gradient of zero up to rounding, whose rounding differs with any change of summation order).
+std::pair<double, double> gradient_differences(const std::string& run_a, const std::string& run_b) {
+    const auto a = safetensors::load(run_a + "/checkpoint.safetensors");
+    const auto b = safetensors::load(run_b + "/checkpoint.safetensors");
+    double largest = 0;
+    for (const auto& [name, t] : a.tensors)
+        if (name.rfind("adam.m.", 0) == 0) largest = std::max(largest, t.abs().max().item<double>());
+    std::vector<double> rel;
+    double worst = 0;
+    for (const auto& [name, t] : a.tensors) {
+        if (name.rfind("adam.m.", 0) != 0) continue;
+        const at::Tensor* u = b.find(name);
+        EXPECT_TRUE(u) << name;
+        if (!u) continue;
+        const double scale = t.abs().max().item<double>();
+        const double r = (t.to(at::kDouble) - u->to(at::kDouble)).abs().max().item<double>() / std::max(scale, 1e-30);
+        rel.push_back(r);
+        if (scale >= 1e-3 * largest) worst = std::max(worst, r);
+    }
+    if (rel.empty()) return {1e9, 1e9};
+    std::nth_element(rel.begin(), rel.begin() + static_cast<long>(rel.size() / 2), rel.end());
+    return {rel[rel.size() / 2], worst};
+}
+
+std::string train_flags(const std::string& run, int steps) {
+    return " --data " + tiny_cache() + " -o " + run + " --batch 4 --steps " + std::to_string(steps) +
+           " --val-every 0 --checkpoint-every 1 --seed 3";
+}
+
+}  // namespace
+
+// Two processes, each embedding half of every batch, compute the gradients of one process training on the whole
+// batch (synchronised BatchNorm, the global batch's dropout and drop-connect masks, the K x K loss over the
+// gathered embeddings): as close as one process is to itself at another thread count.
+TEST(Distributed, TwoProcessesComputeTheGradientsOfOneProcessOnTheWholeBatch) {
+    if (!train::distributed_available()) GTEST_SKIP() << "built without Gloo";
+    const std::string base = testutil::temp_dir("train_dist_grad");
+    auto r = testutil::run_cli("--threads 1 train" + train_flags(base + "/one", 1));
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = testutil::run_cli("--threads 2 train" + train_flags(base + "/one_2threads", 1));
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = testutil::run_cli("--threads 1 train --processes 2" + train_flags(base + "/two", 1));
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("2 local processes"), std::string::npos) << r.out;
+    // Only rank 0 wrote, once.
+    EXPECT_EQ(read_log(base + "/two").loss.size(), 1u);
+
+    const auto [threads_median, threads_worst] = gradient_differences(base + "/one", base + "/one_2threads");
+    const auto [median, worst] = gradient_differences(base + "/one", base + "/two");
+    EXPECT_LT(median, 1e-3) << "1 vs 2 threads: " << threads_median;
+    EXPECT_LT(worst, 2e-2) << "1 vs 2 threads: " << threads_worst;
+    EXPECT_NEAR(read_log(base + "/two").loss[0], read_log(base + "/one").loss[0], 1e-3 * read_log(base + "/one").loss[0]);
+}
+
+// A run started on two processes continues on one (or any world size that divides the batch): the state
+// travels in the checkpoint, the global batch is the same.
+TEST(Distributed, ARunResumesWithAnotherWorldSize) {
+    if (!train::distributed_available()) GTEST_SKIP() << "built without Gloo";
+    const std::string base = testutil::temp_dir("train_dist_resume");
+    auto r = testutil::run_cli("--threads 1 train --processes 2" + train_flags(base + "/run", 2));
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = testutil::run_cli("train --resume " + base + "/run --steps 3");
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = testutil::run_cli("--threads 1 train" + train_flags(base + "/one", 3));
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto resumed = read_log(base + "/run").loss, one = read_log(base + "/one").loss;
+    ASSERT_EQ(resumed.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(resumed[i], one[i], 0.01 * std::abs(one[i])) << "step " << i + 1;
+    EXPECT_EQ(safetensors::load(base + "/run/checkpoint.safetensors").metadata.at("step"), "3");
+}
+
+// A rank that dies makes the others stop with an error that says so (not a hang), and no rank but 0 writes.
+TEST(Distributed, ARankThatDiesStopsTheOthersWithAClearError) {
+    if (!train::distributed_available()) GTEST_SKIP() << "built without Gloo";
+    const std::string base = testutil::temp_dir("train_dist_dead");
+    const std::string run = base + "/run";
+    const std::string port = std::to_string(20000 + getpid() % 20000);
+    auto start = [&](int rank) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            const std::string cmd = std::string(COCOLA_CLI) + " --threads 1 train" + train_flags(run, 1000) +
+                                    " --world-size 2 --rank " + std::to_string(rank) + " --master 127.0.0.1:" + port +
+                                    " --dist-timeout 120 > " + base + "/rank" + std::to_string(rank) + ".txt 2>&1";
+            execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        return pid;
+    };
+    const pid_t rank0 = start(0), rank1 = start(1);
+    auto log_rows = [&] {  // rows of log.csv (0 before rank 0 made it)
+        std::ifstream in(run + "/log.csv");
+        const auto lines = std::count(std::istreambuf_iterator<char>(in), {}, '\n');
+        return static_cast<size_t>(std::max<long>(0, lines - 1));
+    };
+    int status = 0;
+    bool exited = false;
+    for (int waited = 0; waited < 1200 && log_rows() < 2; ++waited) {
+        if (waitpid(rank0, &status, WNOHANG) == rank0) {
+            exited = true;
+            break;
+        }
+        usleep(100000);
+    }
+    ASSERT_FALSE(exited) << testutil::read_all(base + "/rank0.txt");
+    ASSERT_GE(log_rows(), 2u) << testutil::read_all(base + "/rank0.txt");
+    kill(rank1, SIGKILL);
+    waitpid(rank1, nullptr, 0);
+    // Rank 0 notices at its next collective, well before the 120 s timeout.
+    for (int waited = 0; waited < 600 && !exited; ++waited) {
+        if (waitpid(rank0, &status, WNOHANG) == rank0) exited = true;
+        else usleep(100000);
+    }
+    if (!exited) {
+        kill(rank0, SIGKILL);
+        waitpid(rank0, nullptr, 0);
+    }
+    ASSERT_TRUE(exited) << "rank 0 still running 60 s after rank 1 died";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    const std::string out = testutil::read_all(base + "/rank0.txt");
+    EXPECT_NE(out.find("lost the group"), std::string::npos) << out;
+    // The run is resumable from rank 0's last checkpoint.
+    EXPECT_NO_THROW(safetensors::load(run + "/checkpoint.safetensors"));
+}
+
+TEST(Distributed, WorldSizesThatDoNotDivideTheBatchAndBadRanksAreRefused) {
+    const std::string base = testutil::temp_dir("train_dist_bad");
+    auto r = testutil::run_cli("train --data " + tiny_cache() + " -o " + base + "/a --batch 4 --steps 1 --world-size 2 --rank 2");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("--rank 2 must be below --world-size 2"), std::string::npos) << r.out;
+    r = testutil::run_cli("train --data " + tiny_cache() + " -o " + base + "/b --batch 4 --steps 1 --world-size 2 --master nohost");
+    EXPECT_NE(r.code, 0);
+    if (train::distributed_available()) {
+        EXPECT_NE(r.out.find("--master must be HOST:PORT"), std::string::npos) << r.out;
+        r = testutil::run_cli("--threads 1 train --processes 3 --data " + tiny_cache() + " -o " + base +
+                              "/c --batch 4 --steps 1 --val-every 0");
+        EXPECT_NE(r.code, 0);
+        EXPECT_NE(r.out.find("--batch 4 must be a multiple of --world-size 3"), std::string::npos) << r.out;
+        EXPECT_FALSE(fs::exists(base + "/c/checkpoint.safetensors"));
+    }
+}
