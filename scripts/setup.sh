@@ -9,6 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread          # the model; OpenBLAS instead of netlib BLAS (10x faster matmuls)
   libgloo-dev                                # headers of c10d's Gloo process group (training on many machines)
   libsndfile1-dev libsoxr-dev libfftw3-dev   # audio I/O, resampling, STFT
+  libsox-dev                                 # audio effects (cocola synth --effects)
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev googletest
   libfluidsynth-dev timgm6mb-soundfont openttd-openmsx   # multi-stem music synthesis and MIDI songs
   python3-torch python3-numpy                # tools/convert_official_checkpoint.py and its test

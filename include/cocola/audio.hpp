@@ -56,4 +56,13 @@ inline void write_wav(const std::string& path, const std::vector<float>& mono, i
     write_wav(path, mono.data(), mono.size(), sample_rate, 1);
 }
 
+// Runs mono audio `x` at `rate` Hz through a chain of SoX effects (libsox), each given as its SoX command-line
+// words, e.g. {{"equalizer", "1000", "1q", "-6"}, {"reverb", "50"}}. Returns as many samples as came in (a tail
+// such as reverb's is cut). The chain runs 18 dB below the input's level, so boosts do not clip. Throws
+// cocola::Error naming the effect on an unknown effect or options SoX refuses.
+using EffectChain = std::vector<std::vector<std::string>>;
+std::vector<float> apply_effects(const std::vector<float>& x, int rate, const EffectChain& chain);
+// The chain as one line, effects separated by " : " (SoX's own notation).
+std::string effect_chain_text(const EffectChain& chain);
+
 }  // namespace cocola::audio

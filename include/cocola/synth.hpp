@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+
+#include "cocola/audio.hpp"
 #include <vector>
 
 namespace cocola::synth {
@@ -138,7 +140,18 @@ struct SetOptions {
     int jobs = 0;                // worker threads; 0: all cores
     bool write_mix = false;      // also write mix.wav (outside the generic layout's stems: readers skip it)
     bool overwrite = false;      // re-render tracks whose folder is already complete
+    // "random": each stem goes through its own random chain of production effects (random_effect_chain), drawn
+    // from the track and the stem's name, recorded in meta.json; "none": the dry render.
+    std::string effects = "none";
 };
+
+// A random production chain for one stem (SoX effects, audio::apply_effects), a function of `seed`: equalizer
+// bands (-9..+6 dB, 100 Hz-6 kHz) and sometimes high/low-pass filters, then maybe compression, overdrive,
+// chorus and reverb. Models trained on dry renders never hear these; real recordings have them.
+audio::EffectChain random_effect_chain(uint64_t seed);
+// Runs `stem` through `chain` and scales the result back to the stem's RMS level (effects change the sound,
+// not the mix balance).
+std::vector<float> apply_stem_effects(const std::vector<float>& stem, const audio::EffectChain& chain);
 
 struct SetReport {
     size_t tracks_written = 0, tracks_existing = 0, tracks_failed = 0, stems = 0;

@@ -32,11 +32,17 @@ Runner add_synth_command(CLI::App& app) {
                    "auto (0.8/0.1/0.1 by track name), none (no split folder), or a split name for every track")
         ->capture_default_str();
     app.add_option("--jobs", o->set.jobs, "Worker threads (default: all cores)");
+    app.add_option("--effects", o->set.effects,
+                   "none (dry renders), or random: each stem through its own random production chain (equalizer, "
+                   "filters, compression, overdrive, chorus, reverb; SoX), the same for a track whatever the "
+                   "SoundFont, recorded in meta.json")
+        ->check(CLI::IsMember({"none", "random"}))
+        ->capture_default_str();
     app.add_flag("--mix", o->set.write_mix, "Also write mix.wav (the sum of the stems) in each track folder");
     app.add_flag("--overwrite", o->set.overwrite, "Render tracks again even if their folder is complete");
     app.add_flag("--demo", o->demo, "The built-in demo set: 240 songs of 30 s, 2 hours (seed 0 unless --seed)");
     app.footer(
-        "Each track folder holds one WAV per stem (16 kHz mono float, effects off: the stems sum to the mix) and "
+        "Each track folder holds one WAV per stem (16 kHz mono float; the stems sum to the mix) and "
         "meta.json (key, tempo, meter, chords, programs, seed); procedural tracks also keep song.mid. Complete "
         "tracks are skipped, so an interrupted run resumes.");
     return [o]() {

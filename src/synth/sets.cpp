@@ -87,17 +87,25 @@ SetReport run_parallel(size_t n, const SetOptions& opt, const SetProgress& progr
     return rep;
 }
 
-// Writes the stems (skipping silent channels), optional mix, and finally meta.json.
+// Writes the stems (skipping silent channels; through their random effect chains with --effects random, drawn
+// from `effects_seed` and the stem's name), optional mix, and finally meta.json.
 SetReport write_track(const std::string& dir, const std::vector<ChannelAudio>& chans,
                       const std::vector<std::string>& names, json meta, const SetOptions& opt,
-                      const std::vector<uint8_t>* midi) {
+                      const std::vector<uint8_t>* midi, uint64_t effects_seed) {
     SetReport rep;
     fs::create_directories(dir);
     json stems = json::array();
+    json effects = json::object();
     std::vector<float> mix;
     for (size_t k = 0; k < chans.size(); ++k) {
-        const auto& a = chans[k].audio;
-        if (silent(a)) continue;
+        if (silent(chans[k].audio)) continue;
+        std::vector<float> processed;
+        if (opt.effects == "random") {
+            const audio::EffectChain chain = random_effect_chain(mix_seed(effects_seed, hash_name(names[k])));
+            processed = apply_stem_effects(chans[k].audio, chain);
+            effects[names[k]] = audio::effect_chain_text(chain);
+        }
+        const auto& a = opt.effects == "random" ? processed : chans[k].audio;
         audio::write_wav((fs::path(dir) / (names[k] + ".wav")).string(), a, audio::kSampleRate);
         if (opt.write_mix) {
             mix.resize(a.size(), 0.0f);
@@ -122,10 +130,16 @@ SetReport write_track(const std::string& dir, const std::vector<ChannelAudio>& c
     meta["sample_rate"] = audio::kSampleRate;
     meta["frames"] = chans.empty() ? 0 : chans[0].audio.size();
     meta["soundfont"] = opt.soundfont;
+    if (opt.effects == "random") meta["effects"] = effects;  // SoX chain per stem
     fsutil::write_file_atomically((fs::path(dir) / "meta.json").string(), meta.dump(2) + "\n");
     rep.tracks_written = 1;
     rep.audio_seconds = chans.empty() ? 0 : static_cast<double>(chans[0].audio.size()) / audio::kSampleRate;
     return rep;
+}
+
+void check_effects(const SetOptions& opt) {
+    if (opt.effects != "none" && opt.effects != "random")
+        throw Error("synth: --effects must be none or random, got \"" + opt.effects + "\"");
 }
 
 bool complete(const std::string& dir, const SetOptions& opt) {
@@ -134,10 +148,54 @@ bool complete(const std::string& dir, const SetOptions& opt) {
 
 }  // namespace
 
+audio::EffectChain random_effect_chain(uint64_t seed) {
+    Rng rng(seed);
+    auto num = [](double v, int decimals = 1) {
+        char b[32];
+        std::snprintf(b, sizeof(b), "%.*f", decimals, v);
+        return std::string(b);
+    };
+    audio::EffectChain chain;
+    // Equalizer: one or two bands; sometimes a high-pass (thinner) or low-pass (duller) filter.
+    const int bands = rng.chance(0.8) ? static_cast<int>(rng.range(1, 2)) : 0;
+    for (int b = 0; b < bands; ++b)
+        chain.push_back({"equalizer", num(100 * std::pow(60.0, rng.uniform()), 0), num(rng.uniform(0.7, 2.0)) + "q",
+                         num(rng.uniform(-9, 6))});
+    if (rng.chance(0.3)) chain.push_back({"highpass", num(rng.uniform(60, 300), 0)});
+    if (rng.chance(0.2)) chain.push_back({"lowpass", num(rng.uniform(2500, 7000), 0)});
+    // Compression: ratio 2-6 above a threshold of -35..-15 dB (the chain runs 18 dB below the stem's level).
+    if (rng.chance(0.4)) {
+        const double t = rng.uniform(-35, -15), ratio = rng.uniform(2, 6);
+        chain.push_back({"compand", "0.005,0.15", "6:-90,-90," + num(t) + "," + num(t) + ",0," + num(t * (1 - 1 / ratio))});
+    }
+    // Saturation: the drive must make up the chain's 18 dB of headroom to bite.
+    if (rng.chance(0.25)) chain.push_back({"overdrive", num(rng.uniform(12, 30)), num(rng.uniform(10, 40), 0)});
+    if (rng.chance(0.25))
+        chain.push_back({"chorus", "0.7", "0.9", num(rng.uniform(40, 60), 0), "0.4", num(rng.uniform(0.2, 1.0), 2),
+                         num(rng.uniform(1, 3)), "-t"});
+    if (rng.chance(0.6))
+        // Stereo depth 0: SoX's reverb would otherwise turn a mono stem into two channels.
+        chain.push_back({"reverb", num(rng.uniform(10, 80), 0), num(rng.uniform(20, 80), 0), num(rng.uniform(20, 100), 0), "0"});
+    return chain;
+}
+
+std::vector<float> apply_stem_effects(const std::vector<float>& stem, const audio::EffectChain& chain) {
+    std::vector<float> out = audio::apply_effects(stem, audio::kSampleRate, chain);
+    double in = 0, now = 0;
+    for (float v : stem) in += static_cast<double>(v) * v;
+    for (float v : out) now += static_cast<double>(v) * v;
+    if (now > 0) {
+        const float g = static_cast<float>(std::sqrt(in / now));
+        for (float& v : out) v *= g;
+    }
+    return out;
+}
+
 SetReport write_procedural_set(uint64_t seed, size_t tracks, double seconds, const SetOptions& opt,
                                const SetProgress& progress) {
     if (!(seconds > 0) || seconds > 3600) throw Error("synth: --seconds must be above 0 and at most 3600 (an hour a song)");
     if (opt.out_dir.empty()) throw Error("synth: no output directory");
+    check_effects(opt);
     return run_parallel(tracks, opt, progress, [&](size_t i, Renderer& r) {
         char name[32];
         std::snprintf(name, sizeof(name), "song%05zu", i);
@@ -163,13 +221,14 @@ SetReport write_procedural_set(uint64_t seed, size_t tracks, double seconds, con
         json meta = json::parse(song.to_json());
         meta["set_seed"] = seed;
         meta["track_index"] = i;
-        return write_track(dir, chans, names, meta, opt, &midi);
+        return write_track(dir, chans, names, meta, opt, &midi, mix_seed(seed ^ 0xEFFEC75u, i));
     });
 }
 
 SetReport write_midi_set(const std::string& midi_dir, const SetOptions& opt, const SetProgress& progress) {
     std::error_code ec;
     if (!fs::is_directory(midi_dir, ec)) throw Error(midi_dir + ": no such directory");
+    check_effects(opt);
     std::vector<std::string> files;
     for (auto it = fs::recursive_directory_iterator(midi_dir, ec); !ec && it != fs::recursive_directory_iterator();
          it.increment(ec)) {
@@ -212,7 +271,7 @@ SetReport write_midi_set(const std::string& midi_dir, const SetOptions& opt, con
                      {"midi_seconds", sum.seconds},
                      {"midi_tracks", sum.tracks},
                      {"stems", stems}};
-        return write_track(dir, chans, names, meta, opt, nullptr);
+        return write_track(dir, chans, names, meta, opt, nullptr, hash_name(fsutil::stem(file)));
     });
 }
 
