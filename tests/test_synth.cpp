@@ -272,3 +272,99 @@ TEST(SynthCli, WritesASetAndReportsSpeed) {
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("/nonexistent.sf2"), std::string::npos) << r.out;
 }
+
+// ---------------------------------------------------------------- production effects (libsox)
+
+TEST(Effects, ChainsRunThroughSoxAndKeepTheLength) {
+    std::vector<float> tone(16000);
+    for (size_t i = 0; i < tone.size(); ++i) tone[i] = 0.5f * static_cast<float>(std::sin(2 * M_PI * 440.0 * i / 16000));
+    // SoX's gain effect: -6.02 dB halves every sample (to the 32-bit integer precision of the chain).
+    const auto half = audio::apply_effects(tone, 16000, {{"gain", "-6.0206"}});
+    ASSERT_EQ(half.size(), tone.size());
+    for (size_t i = 0; i < tone.size(); i += 97) EXPECT_NEAR(half[i], tone[i] / 2, 1e-5) << i;
+    // A reverb's tail is cut: as many samples out as in, and the sound changed.
+    const auto wet = audio::apply_effects(tone, 16000, {{"reverb", "80", "50", "100", "0"}});
+    ASSERT_EQ(wet.size(), tone.size());
+    EXPECT_LT(snr_db(tone, wet), 20.0);
+    // Full-scale input with a boost does not clip inside the chain (it runs 18 dB down).
+    std::vector<float> loud(tone);
+    for (float& v : loud) v *= 1.9f;
+    const auto boosted = audio::apply_effects(loud, 16000, {{"gain", "6.0206"}});
+    EXPECT_NEAR(*std::max_element(boosted.begin(), boosted.end()), 2 * *std::max_element(loud.begin(), loud.end()), 1e-3);
+    // Nothing to do: the input as it is.
+    EXPECT_EQ(audio::apply_effects(tone, 16000, {}), tone);
+}
+
+TEST(Effects, UnknownEffectsAndBadOptionsNameTheEffect) {
+    const std::vector<float> x(1600, 0.1f);
+    try {
+        audio::apply_effects(x, 16000, {{"equalizer", "1000", "1q", "-3"}, {"flanger-deluxe", "3"}});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("flanger-deluxe"), std::string::npos) << e.what();
+    }
+    try {
+        audio::apply_effects(x, 16000, {{"reverb", "not-a-number"}});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("reverb not-a-number"), std::string::npos) << e.what();
+    }
+    // A mono stem must stay mono: SoX's default reverb would make two channels.
+    EXPECT_THROW(audio::apply_effects(x, 16000, {{"reverb", "50"}}), Error);
+}
+
+TEST(Effects, RandomChainsAreAFunctionOfTheSeedAndKeepTheStemLevel) {
+    EXPECT_EQ(audio::effect_chain_text(synth::random_effect_chain(11)), audio::effect_chain_text(synth::random_effect_chain(11)));
+    std::set<std::string> chains;
+    for (uint64_t s = 0; s < 40; ++s) chains.insert(audio::effect_chain_text(synth::random_effect_chain(s)));
+    EXPECT_GT(chains.size(), 35u);
+    std::vector<float> stem(32000);
+    for (size_t i = 0; i < stem.size(); ++i)
+        stem[i] = 0.3f * static_cast<float>(std::sin(2 * M_PI * 220.0 * i / 16000) * (i % 4000 < 2000 ? 1.0 : 0.2));
+    auto rms = [](const std::vector<float>& x) {
+        double s = 0;
+        for (float v : x) s += double(v) * v;
+        return std::sqrt(s / x.size());
+    };
+    for (uint64_t s = 0; s < 40; ++s) {
+        const auto chain = synth::random_effect_chain(s);
+        const auto out = synth::apply_stem_effects(stem, chain);  // throws if SoX refuses a drawn chain
+        ASSERT_EQ(out.size(), stem.size());
+        EXPECT_NEAR(rms(out), rms(stem), 1e-3 * rms(stem)) << audio::effect_chain_text(chain);
+    }
+}
+
+TEST(SynthSet, RandomEffectsChangeTheStemsNotTheSongAndAreRecorded) {
+    if (!have_soundfont()) GTEST_SKIP();
+    const std::string dry = testutil::temp_dir("synth_dry"), wet = testutil::temp_dir("synth_fx");
+    synth::SetOptions o;
+    o.out_dir = dry;
+    o.split = "none";
+    o.jobs = 2;
+    synth::write_procedural_set(9, 2, 4.0, o);
+    o.out_dir = wet;
+    o.effects = "random";
+    o.write_mix = true;
+    ASSERT_EQ(synth::write_procedural_set(9, 2, 4.0, o).tracks_written, 2u);
+    for (const char* id : {"song00000", "song00001"}) {
+        const auto meta = nlohmann::json::parse(slurp((fs::path(wet) / id / "meta.json").string()));
+        ASSERT_TRUE(meta.contains("effects"));
+        std::vector<float> sum;
+        int changed = 0;
+        for (const auto& s : meta["stems"]) {
+            const std::string name = s["name"];
+            ASSERT_TRUE(meta["effects"].contains(name)) << name;
+            const auto a = audio::load_mono((fs::path(dry) / id / (name + ".wav")).string());
+            const auto b = audio::load_mono((fs::path(wet) / id / (name + ".wav")).string());
+            ASSERT_EQ(a.size(), b.size()) << name;
+            if (!meta["effects"][name].get<std::string>().empty() && snr_db(a, b) < 30) ++changed;
+            sum.resize(b.size(), 0.0f);
+            for (size_t i = 0; i < b.size(); ++i) sum[i] += b[i];
+        }
+        EXPECT_GT(changed, 0) << id;
+        // The mix is the sum of the processed stems.
+        EXPECT_GT(snr_db(audio::load_mono((fs::path(wet) / id / "mix.wav").string()), sum), 60.0);
+    }
+    o.effects = "plenty";
+    EXPECT_THROW(synth::write_procedural_set(9, 1, 4.0, o), Error);
+}
