@@ -64,6 +64,14 @@ std::mutex& sox_mutex() {
 
 void quiet_sox(unsigned, const char*, const char*, va_list) {}
 
+// An effect made by sox_create_effect that never joined a chain: its kill handler and private data are ours to
+// release (sox_delete_effect only frees per-flow data, and such an effect has no flows yet).
+void discard_effect(sox_effect_t* e) {
+    if (e->handler.kill) e->handler.kill(e);
+    std::free(e->priv);
+    std::free(e);
+}
+
 }  // namespace
 
 std::string effect_chain_text(const EffectChain& chain) {
@@ -121,7 +129,7 @@ std::vector<float> apply_effects(const std::vector<float>& x, int rate, const Ef
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         if (sox_effect_options(e, static_cast<int>(argv.size()), argv.data()) != SOX_SUCCESS) {
-            std::free(e);
+            discard_effect(e);
             throw Error("audio effect \"" + text + "\": SoX refuses these options");
         }
         add(e, text);

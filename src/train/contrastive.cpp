@@ -533,14 +533,13 @@ void train(TrainOptions o, bool resume, const StepCallback& on_step, const std::
     const MetricsLog log(run.path("log.csv"), kLogColumns);
     ContrastiveObjective objective(o, td, m, std::move(val), device, std::move(adam), aux_head, tempo_head, key_head,
                                    group.get());
-    int64_t step = 0;
-    if (!writes) {
-    } else if (resume) {
+    int64_t step = 0;  // data-parallel ranks other than 0 learn it, with the state, from rank 0 below
+    if (writes && resume) {
         step = restore_checkpoint(run, objective);
         log.truncate_after(step);
         // Keeps what a resume may change (steps, learning rates) for the next resume and for the record.
         run.write_options(options);
-    } else {
+    } else if (writes) {
         run.write_options(options);
         log.create();
     }
