@@ -95,17 +95,18 @@ SetReport write_track(const std::string& dir, const std::vector<ChannelAudio>& c
     SetReport rep;
     fs::create_directories(dir);
     json stems = json::array();
+    const bool with_effects = opt.effects == "random";
     json effects = json::object();
     std::vector<float> mix;
     for (size_t k = 0; k < chans.size(); ++k) {
         if (silent(chans[k].audio)) continue;
         std::vector<float> processed;
-        if (opt.effects == "random") {
+        if (with_effects) {
             const audio::EffectChain chain = random_effect_chain(mix_seed(effects_seed, hash_name(names[k])));
             processed = apply_stem_effects(chans[k].audio, chain);
             effects[names[k]] = audio::effect_chain_text(chain);
         }
-        const auto& a = opt.effects == "random" ? processed : chans[k].audio;
+        const auto& a = with_effects ? processed : chans[k].audio;
         audio::write_wav((fs::path(dir) / (names[k] + ".wav")).string(), a, audio::kSampleRate);
         if (opt.write_mix) {
             mix.resize(a.size(), 0.0f);
@@ -130,7 +131,7 @@ SetReport write_track(const std::string& dir, const std::vector<ChannelAudio>& c
     meta["sample_rate"] = audio::kSampleRate;
     meta["frames"] = chans.empty() ? 0 : chans[0].audio.size();
     meta["soundfont"] = opt.soundfont;
-    if (opt.effects == "random") meta["effects"] = effects;  // SoX chain per stem
+    if (with_effects) meta["effects"] = effects;  // SoX chain per stem
     fsutil::write_file_atomically((fs::path(dir) / "meta.json").string(), meta.dump(2) + "\n");
     rep.tracks_written = 1;
     rep.audio_seconds = chans.empty() ? 0 : static_cast<double>(chans[0].audio.size()) / audio::kSampleRate;

@@ -253,7 +253,7 @@ void all_reduce_gradients(Group& group, const NamedTensors& params, const std::v
         const bool average = std::any_of(averaged.begin(), averaged.end(),
                                          [&](const std::string& prefix) { return name.rfind(prefix, 0) == 0; });
         if (average) part = part / group.size();
-        at::Tensor& g = const_cast<at::Tensor&>(p).mutable_grad();
+        at::Tensor& g = p.mutable_grad();  // a const member: the grad slot is the tensor's own
         if (g.defined())
             g.copy_(part);
         else
