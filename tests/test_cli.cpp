@@ -7,6 +7,7 @@
 
 #include "cocola/csv.hpp"
 #include "cocola/npy.hpp"
+#include "cocola/runtime.hpp"
 #include "test_util.hpp"
 
 using testutil::golden;
@@ -23,6 +24,15 @@ nlohmann::json parse_json_tail(const std::string& out) {
 }
 
 }  // namespace
+
+// The programs link tcmalloc when the build found it (CMakeLists.txt): a link that silently left glibc's malloc
+// in charge would make training up to 1.8x slower with nothing failing.
+TEST(ProgramAllocator, TheBuildsChoiceServesMallocInTestsAndTheCli) {
+    EXPECT_STREQ(cocola::runtime::allocator(), COCOLA_PROGRAM_ALLOCATOR);
+    auto r = run_cli("--version");
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find(std::string("allocator: ") + COCOLA_PROGRAM_ALLOCATOR), std::string::npos) << r.out;
+}
 
 class EndToEnd : public ::testing::TestWithParam<std::string> {};
 

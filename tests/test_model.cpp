@@ -12,6 +12,8 @@
 #include "cocola/npy.hpp"
 #include "cocola/safetensors.hpp"
 #include "cocola/score.hpp"
+#include "model/activation_kernels.hpp"
+#include "model/activations.hpp"
 #include "model/cocola_net.hpp"
 #include "test_util.hpp"
 
@@ -334,5 +336,50 @@ TEST(Model, InputsTooShortForTheNetworkAreAClearError) {
         ADD_FAILURE() << "31 frames should be refused";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("too short"), std::string::npos) << e.what();
+    }
+}
+
+// The vectorised SiLU against the exact function in double, over the whole float range that matters (and past
+// it, where exp over- or underflows), both kernel variants the machine can run being the one dispatched.
+TEST(Activations, SiluKernelMatchesTheExactFunction) {
+    std::vector<float> x;
+    for (float v = -120.0f; v <= 120.0f; v += 0.0137f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-3f, -1e-3f, 87.0f, -87.0f, 89.0f, -89.0f, 200.0f, -200.0f}) x.push_back(v);
+    std::vector<float> y(x.size()), g(x.size(), 1.0f), d(x.size());
+    model::kernels::silu(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    model::kernels::silu_backward(g.data(), x.data(), d.data(), static_cast<int64_t>(x.size()));
+    double worst = 0, worst_grad = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        const double v = x[i], s = 1.0 / (1.0 + std::exp(-v));
+        const double want = v * s, want_grad = s * (1.0 + v * (1.0 - s));
+        // Relative error, absolute below 1e-20 (silu(-90) = -7e-38: any float arithmetic loses it to zero) and,
+        // for the gradient, below 0.05: it crosses zero at x = -1.28, where 1 + x (1 - s) cancels in any formula.
+        worst = std::max(worst, std::abs(y[i] - want) / std::max(std::abs(want), 1e-20));
+        worst_grad = std::max(worst_grad, std::abs(d[i] - want_grad) / std::max(std::abs(want_grad), 0.05));
+    }
+    EXPECT_LT(worst, 1e-6);
+    EXPECT_LT(worst_grad, 1e-6);
+    float nan = std::numeric_limits<float>::quiet_NaN(), out = 0;
+    model::kernels::silu(&nan, &out, 1);
+    EXPECT_TRUE(std::isnan(out));
+}
+
+// The tensor op: values and gradients as at::silu's, on the layouts the networks use (channels-last included),
+// and on a strided view, which takes torch's path.
+TEST(Activations, SiluValuesAndGradientsEqualTorchs) {
+    at::manual_seed(3);
+    const at::Tensor base = at::randn({3, 5, 7, 11}) * 6;
+    for (const at::Tensor& x0 : {base, base.contiguous(at::MemoryFormat::ChannelsLast), base.slice(3, 0, 11, 2)}) {
+        at::Tensor a = x0.detach().clone().requires_grad_(true), b = x0.detach().clone().requires_grad_(true);
+        const at::Tensor w = at::randn(x0.sizes());
+        at::Tensor ya = model::silu(a), yb = at::silu(b);
+        EXPECT_EQ(ya.strides(), yb.strides());
+        EXPECT_LT((ya - yb).abs().max().item<double>(), 1e-5);
+        (ya * w).sum().backward();
+        (yb * w).sum().backward();
+        EXPECT_LT((a.grad() - b.grad()).abs().max().item<double>(), 1e-5);
+        at::Tensor c = x0.detach().clone();
+        model::silu_(c);
+        EXPECT_LT((c - yb.detach()).abs().max().item<double>(), 1e-5);
     }
 }

@@ -7,4 +7,8 @@ namespace cocola::runtime {
 void set_threads(int n);
 int threads();
 
+// Which allocator serves malloc in this process: "tcmalloc" (the programs link it: training steps up to 1.8x
+// faster than with glibc's, see CMakeLists.txt) or "system".
+const char* allocator();
+
 }  // namespace cocola::runtime

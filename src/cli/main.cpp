@@ -11,7 +11,7 @@
 int main(int argc, char** argv) {
     CLI::App app{"cocola: musical coherence of stems (COCOLA, Ciranni et al. 2024) in C++"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "cocola 0.1.0");
+    app.set_version_flag("--version", std::string("cocola 0.1.0 (allocator: ") + cocola::runtime::allocator() + ")");
     int threads = 0;
     app.add_option("--threads", threads, "CPU threads for features and the model (default: all cores)")
         ->check(CLI::NonNegativeNumber);

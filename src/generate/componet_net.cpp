@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cocola/error.hpp"
+#include "model/activations.hpp"
 #include "generate/vae_net.hpp"
 
 namespace cocola::componet {
@@ -107,9 +108,9 @@ TimeResBlockImpl::TimeResBlockImpl(int64_t in, int64_t out, int64_t time_dim) {
 }
 
 at::Tensor TimeResBlockImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
-    at::Tensor h = conv1(at::silu(norm1(x)));
-    h = h + time(at::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-    h = conv2(at::silu(norm2(h)));
+    at::Tensor h = conv1(model::silu(norm1(x)));
+    h = h + time(model::silu(temb)).unsqueeze(-1).unsqueeze(-1);
+    h = conv2(model::silu(norm2(h)));
     return (skip ? skip(x) : x) + h;
 }
 
@@ -176,7 +177,7 @@ EncoderHalfImpl::EncoderHalfImpl(const ComponetConfig& c) : base_channels(c.chan
 EncoderHalfImpl::Output EncoderHalfImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                                                  const at::Tensor& mask, const at::Tensor& added) {
     Output o;
-    o.temb = time2(at::silu(time1(timestep_embedding(t, base_channels))));
+    o.temb = time2(model::silu(time1(timestep_embedding(t, base_channels))));
     at::Tensor h = conv_in(x);
     if (added.defined()) h = h + added;
     o.skips.push_back(h);
@@ -238,7 +239,7 @@ at::Tensor DecoderHalfImpl::forward(at::Tensor h, std::vector<at::Tensor> skips,
             h = ups[up_i++]->as<nn::Conv2d>()->forward(h);
         }
     }
-    return conv_out(at::silu(norm_out(h)));
+    return conv_out(model::silu(norm_out(h)));
 }
 
 ControlNetImpl::ControlNetImpl(const ComponetConfig& c) {

@@ -8,6 +8,7 @@
 
 #include "cocola/error.hpp"
 #include "cocola/safetensors.hpp"
+#include "model/activations.hpp"
 
 namespace cocola::generate {
 
@@ -34,8 +35,8 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out) {
 }
 
 at::Tensor ResBlockImpl::forward(const at::Tensor& x) {
-    at::Tensor h = conv1(at::silu(norm1(x)));
-    h = conv2(at::silu(norm2(h)));
+    at::Tensor h = conv1(model::silu(norm1(x)));
+    h = conv2(model::silu(norm2(h)));
     return (skip ? skip(x) : x) + h;
 }
 
@@ -81,7 +82,7 @@ at::Tensor EncoderImpl::forward(const at::Tensor& x) {
     h = mid1(h);
     if (attn) h = attn(h);
     h = mid2(h);
-    return conv_out(at::silu(norm_out(h)));
+    return conv_out(model::silu(norm_out(h)));
 }
 
 DecoderImpl::DecoderImpl(const VaeConfig& c) {
@@ -110,7 +111,7 @@ at::Tensor DecoderImpl::forward(const at::Tensor& z) {
     at::Tensor h = mid1(conv_in(z));
     if (attn) h = attn(h);
     h = up->forward(mid2(h));
-    return conv_out(at::silu(norm_out(h)));
+    return conv_out(model::silu(norm_out(h)));
 }
 
 VaeNet::VaeNet(const VaeConfig& c) {

@@ -1,4 +1,5 @@
 #include "model/cocola_net.hpp"
+#include "model/activations.hpp"
 
 #include <cstdio>
 
@@ -6,7 +7,7 @@ namespace cocola::model {
 namespace {
 
 // swish(x) = x * sigmoid(x) = SiLU: one fused kernel (and one for its gradient) instead of two passes.
-at::Tensor swish(const at::Tensor& x) { return at::silu(x); }
+at::Tensor swish(const at::Tensor& x) { return model::silu(x); }
 
 torch::nn::Conv2d conv(int in, int out, int k, int stride = 1, int groups = 1, bool bias = false) {
     return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).groups(groups).bias(bias));

@@ -7,6 +7,7 @@
 
 #include "cocola/error.hpp"
 #include "cocola/safetensors.hpp"
+#include "model/activations.hpp"
 #include "model/cocola_net.hpp"
 
 namespace cocola::model {
@@ -101,7 +102,7 @@ struct Folded {
         // A one-channel input (the mel front-end) is contiguous and channels-last at once, and the convolution
         // keeps its input's layout: without this the whole network would run channels-first, 1.5x slower.
         if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-        at::silu_(x);
+        model::silu_(x);
         for (const auto& b : blocks) {
             at::Tensor h = x;
             const auto& p = b.depthwise.pad;
@@ -110,7 +111,7 @@ struct Folded {
                 // the 6x expansion) is 6x cheaper than padding the expanded activation; the border of the
                 // expanded activation is then reset to zero (the 1x1 conv's bias and SiLU made it non-zero).
                 h = b.expand(at::constant_pad_nd(x, {p[0], p[1], p[2], p[3]}, 0));
-                at::silu_(h);
+                model::silu_(h);
                 const int64_t H = h.size(2), W = h.size(3);
                 if (p[2]) h.slice(2, 0, p[2]).zero_();
                 if (p[3]) h.slice(2, H - p[3], H).zero_();
@@ -120,11 +121,11 @@ struct Folded {
             } else {
                 if (b.has_expand) {
                     h = b.expand(x);
-                    at::silu_(h);
+                    model::silu_(h);
                 }
                 h = b.depthwise(h);
             }
-            at::silu_(h);
+            model::silu_(h);
             at::Tensor s = at::mean(h, {2, 3});
             s = at::sigmoid(at::linear(at::silu(at::linear(s, b.se_rw, b.se_rb)), b.se_ew, b.se_eb));
             h = h.mul_(s.unsqueeze(2).unsqueeze(3));
@@ -132,7 +133,7 @@ struct Folded {
             x = b.residual ? h.add_(x) : h;
         }
         x = head(x);
-        at::silu_(x);
+        model::silu_(x);
         x = at::mean(x, {2, 3});
         x = at::linear(x, proj_w, proj_b);
         x = at::layer_norm(x, {x.size(1)}, ln_w, ln_b, 1e-5);

@@ -29,4 +29,11 @@ void set_threads(int n) {
 
 int threads() { return at::get_num_threads(); }
 
+const char* allocator() {
+    // tcmalloc's malloc is an alias of its tc_malloc: the same address only when tcmalloc is the one the process
+    // calls (loaded later with dlopen, it would be present without serving malloc).
+    void* tc = dlsym(RTLD_DEFAULT, "tc_malloc");
+    return tc && tc == dlsym(RTLD_DEFAULT, "malloc") ? "tcmalloc" : "system";
+}
+
 }  // namespace cocola::runtime
