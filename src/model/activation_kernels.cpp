@@ -1,14 +1,17 @@
 // SiLU and its gradient on float arrays. Torch-free on purpose: an AVX2 + FMA variant picked at run time, which
 // the precompiled torch header of the other files would not allow.
 //
-// Why not torch's: Debian's libtorch computes sigmoid as 1 / (1 + exp(-x)) with SLEEF's exp and a true division,
-// 1.36 G elements/s at 1 thread here even in cache. The division (vdivps, several cycles per 8 floats on these
-// cores) dominates; a reciprocal estimate refined by one Newton step is exact to ~2e-7 and 3x cheaper.
+// Why not torch's: Debian's libtorch computes SiLU as x / (1 + exp(-x)), SLEEF's exp and a division per element:
+// 1.36 G elements/s at 1 thread here even in cache. Below, a polynomial exp and a reciprocal estimate refined by
+// one Newton step (no division), within ~3e-7 of the exact function: 2.38 G/s forward, 1.83 G/s the gradient.
 #include "model/activation_kernels.hpp"
 
-#include <immintrin.h>
-
 #include <cmath>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define COCOLA_HAVE_AVX2_KERNELS 1
+#include <immintrin.h>
+#endif
 
 namespace cocola::model::kernels {
 namespace {
@@ -29,6 +32,7 @@ void silu_backward_portable(const float* g, const float* x, float* out, int64_t 
     }
 }
 
+#ifdef COCOLA_HAVE_AVX2_KERNELS
 // ---- AVX2 + FMA path, 8 floats at a time.
 // exp(x), ~2 ulp where the result is a normal float: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts so
 // that n ln2 is exact), exp(r) by the degree-6 polynomial of Cephes' expf, 2^n written into the exponent bits.
@@ -84,6 +88,12 @@ bool has_avx2_fma() {
     static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     return yes;
 }
+#else
+// Other architectures: the portable loops only.
+constexpr bool has_avx2_fma() { return false; }
+void silu_avx2(const float*, float*, int64_t) {}
+void silu_backward_avx2(const float*, const float*, float*, int64_t) {}
+#endif
 
 }  // namespace
 
