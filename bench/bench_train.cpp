@@ -78,17 +78,11 @@ int main(int argc, char** argv) {
                         features::frontend_name(frontend).c_str(), threads, tf, tb, tb / tf);
             const std::string weights = std::string(COCOLA_TEST_DATA) + "/golden/models/cocola_" +
                                         features::frontend_name(frontend) + "_seed0.safetensors";
-            const double py = python ? bench::python_reference("train " + weights + " --batch " + std::to_string(batch) +
-                                                               " --steps " + std::to_string(steps) + " --threads " +
-                                                               std::to_string(threads))
-                                     : 0;
-            const std::string preload = python && py > 0 ? preload_our_allocator() : "";
-            const double py_tc =
-                preload.empty() ? 0
-                                : bench::python_reference("train " + weights + " --batch " + std::to_string(batch) +
-                                                              " --steps " + std::to_string(steps) + " --threads " +
-                                                              std::to_string(threads),
-                                                          preload);
+            const std::string py_args = "train " + weights + " --batch " + std::to_string(batch) + " --steps " +
+                                        std::to_string(steps) + " --threads " + std::to_string(threads);
+            const double py = python ? bench::python_reference(py_args) : 0;
+            const std::string preload = py > 0 ? preload_our_allocator() : "";
+            const double py_tc = preload.empty() ? 0 : bench::python_reference(py_args, preload);
             if (py > 0) {
                 std::printf(" | python eager %.2f s/step -> %.2fx", py, py / tf);
                 if (py_tc > 0) std::printf(" | python eager on tcmalloc %.2f s/step -> %.2fx", py_tc, py_tc / tf);

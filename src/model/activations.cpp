@@ -22,18 +22,22 @@ void over_elements(int64_t n, F&& f) {
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { f(begin, end - begin); });
 }
 
+at::Tensor silu_values(const at::Tensor& x) {
+    at::Tensor y = at::empty_like(x);  // same strides as x (dense, non-overlapping): index i is the same element
+    const float* in = x.data_ptr<float>();
+    float* out = y.data_ptr<float>();
+    over_elements(x.numel(), [&](int64_t i, int64_t n) { kernels::silu(in + i, out + i, n); });
+    return y;
+}
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 class SiluFunction : public torch::autograd::Function<SiluFunction> {
 public:
     static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
-        at::Tensor y = at::empty_like(x);  // same strides as x (dense, non-overlapping): index i is the same element
-        const float* in = x.data_ptr<float>();
-        float* out = y.data_ptr<float>();
-        over_elements(x.numel(), [&](int64_t i, int64_t n) { kernels::silu(in + i, out + i, n); });
         ctx->save_for_backward({x});
-        return y;
+        return silu_values(x);
     }
 
     static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -53,13 +57,7 @@ public:
 
 at::Tensor silu(const at::Tensor& x) {
     if (!fast_path(x)) return at::silu(x);
-    if (!x.requires_grad() || !at::GradMode::is_enabled()) {
-        at::Tensor y = at::empty_like(x);
-        const float* in = x.data_ptr<float>();
-        float* out = y.data_ptr<float>();
-        over_elements(x.numel(), [&](int64_t i, int64_t n) { kernels::silu(in + i, out + i, n); });
-        return y;
-    }
+    if (!x.requires_grad() || !at::GradMode::is_enabled()) return silu_values(x);
     return SiluFunction::apply(x);
 }
 
