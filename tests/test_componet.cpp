@@ -18,6 +18,7 @@
 #include "cocola/model.hpp"
 #include "cocola/npy.hpp"
 #include "cocola/safetensors.hpp"
+#include "cocola/score.hpp"
 #include "cocola/synth.hpp"
 #include "generate/componet_net.hpp"
 #include "test_util.hpp"
@@ -472,6 +473,36 @@ TEST(CocolaGuidance, TheGradientRaisesTheGuidesScoreAndTheSamplerFollowsIt) {
     // The guide must read spectrograms as the decoder makes them.
     auto hpss = model::Model::load(testutil::golden("models/cocola_hpss_seed0.safetensors"));
     EXPECT_THROW(guide_embedding(hpss, input), Error);
+}
+
+// --select guide: among the candidates, the one the guide (not the judge) scores highest against the input.
+TEST(CocolaGuidance, SelectGuideKeepsTheCandidateTheGuideScoresHighest) {
+    const auto vae = generate::Vae::load(tiny_vae());
+    auto guide = model::Model::load(testutil::golden("models/cocola_mel_seed0.safetensors"));
+    Componet m(tiny_config(), 6);
+    m.add_controlnet();
+    scramble(m.net(), 21);
+    std::vector<float> input(static_cast<size_t>(generate::kChunkSamples));  // one chunk: the output is the kept candidate
+    for (size_t i = 0; i < input.size(); ++i) input[i] = 0.3f * static_cast<float>(std::sin(2 * M_PI * 262 * static_cast<double>(i) / 16000));
+    const Prompt p = parse_prompt("in: mix; out: bass", m.config().vocabulary);
+    auto guide_score = [&](const std::vector<float>& out) {
+        const auto emb = eval::embed_clips(guide, {input, out}, eval::ScoreOptions{});
+        return guide.similarity_matrix(emb[0].embeddings.slice(0, 0, 1), emb[1].embeddings.slice(0, 0, 1)).item<double>();
+    };
+    GenerateOptions o;
+    o.sampling.steps = 2;
+    o.sampling.seed = 9;
+    o.candidates = 4;
+    o.select = "guide";
+    EXPECT_THROW(generate_audio(m, vae, nullptr, nullptr, input, p, o), Error);  // no guide given
+    o.guide = &guide;
+    const auto picked = generate_audio(m, vae, nullptr, nullptr, input, p, o);
+    ASSERT_EQ(picked.chunk_scores.size(), 1u);
+    EXPECT_NEAR(picked.chunk_scores[0], guide_score(picked.audio), 1e-3 * std::max(1.0, std::abs(picked.chunk_scores[0])));
+    // The same candidates (same seed) kept by another rule score no higher by the guide.
+    o.select = "norm";
+    const auto loudest = generate_audio(m, vae, nullptr, nullptr, input, p, o);
+    EXPECT_LE(guide_score(loudest.audio), picked.chunk_scores[0] + 1e-3);
 }
 
 TEST(GenerationEval, SiSdrIsScaleInvariantAndFallsWithTheNoise) {

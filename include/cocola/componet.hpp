@@ -161,18 +161,21 @@ at::Tensor sample(Componet& model, const Prompt& prompt, const at::Tensor& contr
 struct GenerateOptions {
     SampleOptions sampling;
     int candidates = 1;            // per chunk; the one kept is chosen by `select`
-    std::string select = "cocola"; // "cocola" (highest COCOLA score against the input) or "norm" (highest L2 norm)
+    // "cocola": the highest score of the judge against the input; "guide": the highest score of `guide` (selection
+    // by a model that is not the judge, so that the judge's score stays honest); "norm": the highest L2 norm.
+    std::string select = "cocola";
     double overlap_seconds = 0.64; // chunks of 5.12 s overlap this much and are crossfaded
     double cocola_guidance = 0;    // COCOLA-guided sampling scale (0: off); needs a guide model
     model::Model* guide = nullptr; // the mel COCOLA model that guides
 };
 struct Generated {
     std::vector<float> audio;       // the input's length
-    std::vector<double> chunk_scores;  // COCOLA score of each kept chunk against its input chunk (if a model)
+    std::vector<double> chunk_scores;  // score of each kept chunk against its input chunk by the model that picks
+                                       // (the judge; the guide for select "guide"), if there is one
 };
 // Generates the output stems for `input` (16 kHz mono, any length) chunk by chunk, each chunk conditioned on
 // its input chunk, joined by raised-cosine crossfades. The vocoder null: Griffin-Lim. The judge may be null
-// when select is "norm".
+// unless select is "cocola" with several candidates.
 Generated generate_audio(Componet& model, const generate::Vae& vae, const generate::Vocoder* vocoder,
                          const model::Model* judge, const std::vector<float>& input, const Prompt& prompt,
                          const GenerateOptions& o, const std::function<void(size_t, size_t)>& progress = {});

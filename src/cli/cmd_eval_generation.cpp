@@ -100,8 +100,10 @@ Runner add_eval_generation_command(CLI::App& app) {
         ->check(CLI::Range(0.0, 100.0));
     app.add_option("--candidates", o->g.candidates, "CompoNet's candidates per item, the kept one chosen by --select")
         ->capture_default_str()->check(CLI::Range(1, 64));
-    app.add_option("--select", o->g.select, "cocola (highest COCOLA score against the input) or norm (highest L2 norm)")
-        ->check(CLI::IsMember({"cocola", "norm"}))->capture_default_str();
+    app.add_option("--select", o->g.select, "cocola (highest score of the judge, -m, against the input: it then judges its "
+                                            "own pick), guide (highest score of --guide-model, not the judge) or norm "
+                                            "(highest L2 norm)")
+        ->check(CLI::IsMember({"cocola", "guide", "norm"}))->capture_default_str();
     app.add_option("--cocola-guidance", o->g.cocola_guidance, "CompoNet with COCOLA-guided sampling at this scale (0: off)")
         ->capture_default_str()->check(CLI::Range(0.0, 100.0));
     app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end, not the judge (-m)");
@@ -218,8 +220,10 @@ Runner add_eval_generation_command(CLI::App& app) {
         if (judge_path.empty()) throw Error("no COCOLA model ships here: give -m / --cocola-model");
         const model::Model judge = model::Model::load(judge_path);
         std::unique_ptr<model::Model> guide;
-        if (o->g.cocola_guidance > 0) {
-            if (o->guide_model.empty()) throw Error("--cocola-guidance needs --guide-model (a COCOLA model of the mel front-end)");
+        if (o->g.cocola_guidance > 0 || o->g.select == "guide") {
+            if (o->guide_model.empty())
+                throw Error(std::string(o->g.cocola_guidance > 0 ? "--cocola-guidance" : "--select guide") +
+                            " needs --guide-model (a COCOLA model of the mel front-end)");
             if (fs::exists(o->guide_model) && fs::exists(judge_path) && fs::equivalent(o->guide_model, judge_path))
                 throw Error("--guide-model is the judge (-m): guided outputs must be judged by a model they were not guided by");
             guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
@@ -297,7 +301,8 @@ Runner add_eval_generation_command(CLI::App& app) {
                     } else {
                         componet::GenerateOptions go = o->g;
                         go.sampling.seed = item_seed;
-                        // The judge only picks among candidates here; the output is scored below, once.
+                        // The judge (or, for --select guide, the guide) only picks among candidates here; the output
+                        // is scored below, once.
                         const model::Model* picker = go.select == "cocola" && go.candidates > 1 ? &judge : nullptr;
                         output = componet::generate_audio(*model, *vae, vocoder.get(), picker, item.input, item.prompt, go).audio;
                     }

@@ -80,9 +80,10 @@ Runner add_generate_command(CLI::App& app) {
     app.add_option("--seed", o->g.sampling.seed, "Seed of the initial noise")->capture_default_str();
     app.add_option("--candidates", o->g.candidates, "Candidates per chunk; the kept one is chosen by --select")
         ->capture_default_str()->check(CLI::Range(1, 64));
-    app.add_option("--select", o->g.select, "cocola: the highest COCOLA score against the input; norm: the highest L2 "
-                                            "norm (as the paper did for MSDM)")
-        ->check(CLI::IsMember({"cocola", "norm"}))->capture_default_str();
+    app.add_option("--select", o->g.select, "cocola: the highest COCOLA score against the input (--cocola-model); guide: "
+                                            "the highest score of --guide-model; norm: the highest L2 norm (as the paper "
+                                            "did for MSDM)")
+        ->check(CLI::IsMember({"cocola", "guide", "norm"}))->capture_default_str();
     app.add_option("--overlap", o->g.overlap_seconds, "Seconds by which 5.12 s chunks overlap (crossfaded)")
         ->capture_default_str()->check(CLI::Range(0.0, 2.56));
     app.add_option("--model", o->model, "CompoNet or MSDM weights (default: models/componet_default.safetensors; "
@@ -159,8 +160,10 @@ Runner add_generate_command(CLI::App& app) {
         }
 
         std::unique_ptr<model::Model> guide;
-        if (o->g.cocola_guidance > 0) {
-            if (o->guide_model.empty()) throw Error("--cocola-guidance needs --guide-model (a COCOLA model of the mel front-end)");
+        if (o->g.cocola_guidance > 0 || o->g.select == "guide") {
+            if (o->guide_model.empty())
+                throw Error(std::string(o->g.cocola_guidance > 0 ? "--cocola-guidance" : "--select guide") +
+                            " needs --guide-model (a COCOLA model of the mel front-end)");
             guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
             if (guide->config().frontend != features::Frontend::Mel)
                 throw Error(o->guide_model + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
@@ -258,14 +261,17 @@ Runner add_generate_command(CLI::App& app) {
                                 {"select", o->g.select},         {"vocoder", o->vocoder},
                                 {"model", msdm ? "msdm" : "componet"}, {"cocola_guidance", o->g.cocola_guidance},
                                 {"seconds", static_cast<double>(x.size()) / 16000.0}};
+            // With --select guide the scores are the guide's (the model that picked), not the judge's.
+            const bool by_guide = o->g.select == "guide";
             if (!g.chunk_scores.empty()) {
-                r["cocola_score"] = score;
+                r[by_guide ? "guide_score" : "cocola_score"] = score;
                 r["chunk_scores"] = g.chunk_scores;
             }
             summary.push_back(r);
             if (!o->json)
                 std::cout << jobs[i].output << "  (" << componet::format_prompt(prompts[i]) << ")"
-                          << (g.chunk_scores.empty() ? "" : "  COCOLA score " + std::to_string(score)) << "\n";
+                          << (g.chunk_scores.empty() ? "" : (by_guide ? "  guide's score " : "  COCOLA score ") + std::to_string(score))
+                          << "\n";
         }
         if (o->json) std::cout << (jobs.size() == 1 && o->pairs.empty() ? summary[0] : summary).dump(2) << "\n";
         return 0;

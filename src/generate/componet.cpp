@@ -286,8 +286,14 @@ namespace {
 
 void check_options(const GenerateOptions& o, const model::Model* judge) {
     if (o.candidates < 1) throw Error("--candidates must be at least 1");
-    if (o.select != "cocola" && o.select != "norm") throw Error("--select must be cocola or norm");
+    if (o.select != "cocola" && o.select != "guide" && o.select != "norm") throw Error("--select must be cocola, guide or norm");
     if (o.select == "cocola" && o.candidates > 1 && !judge) throw Error("--select cocola needs a COCOLA model");
+    if (o.select == "guide" && o.candidates > 1 && !o.guide) throw Error("--select guide needs a guide (--guide-model)");
+}
+
+// The model whose score picks among candidates: the guide for "guide", the judge otherwise (unused for "norm").
+const model::Model* candidate_picker(const GenerateOptions& o, const model::Model* judge) {
+    return o.select == "guide" ? o.guide : judge;
 }
 
 void check_vae(const Componet& model, const generate::Vae& vae) {
@@ -378,7 +384,7 @@ Generated generate_audio(Componet& model, const generate::Vae& vae, const genera
                                     {}, guidance);
         std::vector<std::vector<float>> cands;
         for (int64_t b = 0; b < z.size(0); ++b) cands.push_back(latent_to_audio(vae, vocoder, z.slice(0, b, b + 1)));
-        const size_t best = pick_candidate(cands, in_chunk, judge, o.select, g.chunk_scores);
+        const size_t best = pick_candidate(cands, in_chunk, candidate_picker(o, judge), o.select, g.chunk_scores);
         chunks.push_back(std::move(cands[best]));
         if (progress) progress(k + 1, starts.size());
     }
@@ -457,7 +463,7 @@ Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const g
             }
             cands.push_back(std::move(sum));
         }
-        const size_t best = pick_candidate(cands, reference, judge, o.select, g.chunk_scores);
+        const size_t best = pick_candidate(cands, reference, candidate_picker(o, judge), o.select, g.chunk_scores);
         chunks.push_back(std::move(cands[best]));
         if (progress) progress(k + 1, starts.size());
     }
