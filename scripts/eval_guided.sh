@@ -7,7 +7,7 @@
 #   SETTINGS="s0 s1 pick4 s1-pick4" N=20 bash scripts/eval_guided.sh
 # Settings: s0 = unguided (the baseline; it also runs truth and random), sS = gradient guidance at scale S
 # (--cocola-guidance S), pickK = the best of K candidates by the guide's score (--candidates K --select guide),
-# sS-pickK = both.
+# vV = the guide's score over V views of the spectrogram (--guide-views V); joined by -, e.g. s1-v4, s1-pick4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COCOLA=${COCOLA:-./build/cocola}
@@ -29,7 +29,8 @@ for setting in s0 $SETTINGS; do
       s0) ;;
       s*) args+=(--cocola-guidance "${part#s}" --guide-model "$GUIDE") ;;
       pick*) args+=(--candidates "${part#pick}" --select guide --guide-model "$GUIDE") ;;
-      *) echo "eval_guided.sh: unknown setting part \"$part\" (sS, pickK or sS-pickK)" >&2; exit 1 ;;
+      v*) args+=(--guide-views "${part#v}") ;;
+      *) echo "eval_guided.sh: unknown setting part \"$part\" (sS, pickK, vV, joined by -)" >&2; exit 1 ;;
     esac
   done
   [[ -f $dir/items.jsonl ]] && args+=(--resume)

@@ -9,6 +9,7 @@
 # cosine, W at a tenth of it. Resumable: run it again.
 #   bash scripts/train_guide.sh                      # start or continue stage 1 (runs/guide), then stage 2 (runs/guide-2)
 #   INSTALL=1 TRAIN=0 bash scripts/train_guide.sh    # copy stage 2's best weights to models/cocola_mel_guide.safetensors
+#                                                    # and evaluate them (K = 2) on the test splits
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COCOLA=./build/cocola
@@ -44,5 +45,7 @@ if [[ ${INSTALL:-0} == 1 ]]; then
   FROM=$RUN2/best.safetensors
   ((STEPS2 > 0)) || FROM=$RUN/best.safetensors
   cp "$FROM" models/cocola_mel_guide.safetensors
-  echo "models/cocola_mel_guide.safetensors (from $FROM)"
+  echo "models/cocola_mel_guide.safetensors (from $FROM); its K = 2 accuracy on the held-out test splits:"
+  $COCOLA eval -m models/cocola_mel_guide.safetensors --data data/demo,data/openmsx --split test --k 2 -o "$(dirname "$FROM")/eval" > /dev/null
+  cat "$(dirname "$FROM")/eval/eval.md"
 fi

@@ -457,6 +457,19 @@ TEST(CocolaGuidance, TheGradientRaisesTheGuidesScoreAndTheSamplerFollowsIt) {
     const at::Tensor step = 1e-2 * grad / grad.pow(2).mean({1, 2, 3}, true).sqrt();
     guidance_gradient(g, z + step, &after);
     for (int64_t b = 0; b < 2; ++b) EXPECT_GT(after[b].item<double>(), before[b].item<double>()) << b;
+    // Over several views of the spectrogram: another score (their mean), another gradient, which raises it too.
+    CocolaGuidance gv = g;
+    gv.views = 4;
+    at::Tensor before_v, after_v;
+    const at::Tensor grad_v = guidance_gradient(gv, z, &before_v);
+    ASSERT_EQ(grad_v.sizes(), z.sizes());
+    EXPECT_TRUE(at::isfinite(grad_v).all().item<bool>());
+    EXPECT_FALSE(at::allclose(grad_v, grad, 1e-3, 1e-6));
+    const at::Tensor step_v = 1e-2 * grad_v / grad_v.pow(2).mean({1, 2, 3}, true).sqrt();
+    guidance_gradient(gv, z + step_v, &after_v);
+    for (int64_t b = 0; b < 2; ++b) EXPECT_GT(after_v[b].item<double>(), before_v[b].item<double>()) << b;
+    gv.views = 0;
+    EXPECT_THROW(guidance_gradient(gv, z), Error);
     // The sampler with guidance: deterministic, different from unguided sampling.
     Componet m(tiny_config(), 5);
     m.add_controlnet();

@@ -139,6 +139,11 @@ struct CocolaGuidance {
     const generate::Vae* vae = nullptr;    // the decoder the gradient flows through
     at::Tensor input_embedding;            // [1, D]: the guide's embedding of the input chunk
     double scale = 0;
+    // The score averaged over this many views of the decoded spectrogram (view 0 itself; the others shifted crops
+    // 64 frames shorter, some louder or quieter): a gradient that also holds for slightly other spectrograms
+    // follows what the views share rather than one model's quirks at one exact input (as adversarial examples are
+    // made robust by averaging over transformations).
+    int views = 1;
     bool active() const { return guide && vae && scale > 0; }
 };
 // The guide's embedding of a 16 kHz chunk (its mel spectrogram, as the decoder makes them); throws unless the guide
@@ -167,6 +172,7 @@ struct GenerateOptions {
     double overlap_seconds = 0.64; // chunks of 5.12 s overlap this much and are crossfaded
     double cocola_guidance = 0;    // COCOLA-guided sampling scale (0: off); needs a guide model
     model::Model* guide = nullptr; // the mel COCOLA model that guides
+    int guide_views = 1;           // views of the decoded spectrogram the guide's score is averaged over
 };
 struct Generated {
     std::vector<float> audio;       // the input's length

@@ -106,7 +106,12 @@ Runner add_eval_generation_command(CLI::App& app) {
         ->check(CLI::IsMember({"cocola", "guide", "norm"}))->capture_default_str();
     app.add_option("--cocola-guidance", o->g.cocola_guidance, "CompoNet with COCOLA-guided sampling at this scale (0: off)")
         ->capture_default_str()->check(CLI::Range(0.0, 100.0));
-    app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end, not the judge (-m)");
+    app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end, not the judge (-m) "
+                                                 "(default: models/cocola_mel_guide.safetensors)");
+    app.add_option("--guide-views", o->g.guide_views, "With --cocola-guidance: the guide's score averaged over this many views of "
+                                                     "the decoded spectrogram (shifted crops, gain changes), so that the "
+                                                     "gradient follows what they share (1: the spectrogram alone)")
+        ->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--msdm-candidates", o->msdm_candidates, "MSDM's candidates per item; the loudest is kept (the paper: 12)")
         ->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--model", o->model, "CompoNet weights (default: models/componet_default.safetensors)");
@@ -147,7 +152,7 @@ Runner add_eval_generation_command(CLI::App& app) {
             {"steps", o->g.sampling.steps}, {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
             {"select", o->g.select}, {"model", o->model}, {"vae", o->vae}, {"vocoder", o->vocoder},
             {"vocoder_model", o->vocoder_model}, {"cocola_model", o->cocola_model}, {"second_model", o->second_model},
-            {"cocola_guidance", o->g.cocola_guidance}, {"guide_model", o->guide_model}, {"items_for_msdm", with_msdm}, {"msdm_model", o->msdm_model}, {"msdm_candidates", o->msdm_candidates}};
+            {"cocola_guidance", o->g.cocola_guidance}, {"guide_model", o->guide_model}, {"guide_views", o->g.guide_views}, {"items_for_msdm", with_msdm}, {"msdm_model", o->msdm_model}, {"msdm_candidates", o->msdm_candidates}};
         const std::string log_path = o->out + "/items.jsonl", settings_path = o->out + "/settings.json";
         std::vector<componet::MeasuredItem> measured;
         std::set<std::tuple<std::string, std::string, size_t, std::string>> done;
@@ -221,9 +226,7 @@ Runner add_eval_generation_command(CLI::App& app) {
         const model::Model judge = model::Model::load(judge_path);
         std::unique_ptr<model::Model> guide;
         if (o->g.cocola_guidance > 0 || o->g.select == "guide") {
-            if (o->guide_model.empty())
-                throw Error(std::string(o->g.cocola_guidance > 0 ? "--cocola-guidance" : "--select guide") +
-                            " needs --guide-model (a COCOLA model of the mel front-end)");
+            if (o->guide_model.empty()) o->guide_model = default_generator_path("cocola_mel_guide", "--guide-model");
             if (fs::exists(o->guide_model) && fs::exists(judge_path) && fs::equivalent(o->guide_model, judge_path))
                 throw Error("--guide-model is the judge (-m): guided outputs must be judged by a model they were not guided by");
             guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));

@@ -98,7 +98,12 @@ Runner add_generate_command(CLI::App& app) {
     app.add_option("--cocola-guidance", o->g.cocola_guidance, "COCOLA-guided sampling: how far each DDIM step follows the "
                                                               "gradient of the guide's score against the input (0: off; try 0.1-1)")
         ->capture_default_str()->check(CLI::Range(0.0, 100.0));
-    app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end (judge with another one)");
+    app.add_option("--guide-model", o->guide_model, "The guide: a COCOLA model of the mel front-end (judge with another one, "
+                                                 "default: models/cocola_mel_guide.safetensors)");
+    app.add_option("--guide-views", o->g.guide_views, "With --cocola-guidance: the guide's score averaged over this many views of "
+                                                     "the decoded spectrogram (shifted crops, gain changes), so that the "
+                                                     "gradient follows what they share (1: the spectrogram alone)")
+        ->capture_default_str()->check(CLI::Range(1, 64));
     app.add_flag("--json", o->json, "Print a JSON summary (prompt, seed, steps, COCOLA score against the input)");
     app.footer("Examples:\n"
                "  cocola generate song_piano.wav --prompt \"in: piano; out: bass, drums\" -o bass_drums.wav\n"
@@ -161,9 +166,7 @@ Runner add_generate_command(CLI::App& app) {
 
         std::unique_ptr<model::Model> guide;
         if (o->g.cocola_guidance > 0 || o->g.select == "guide") {
-            if (o->guide_model.empty())
-                throw Error(std::string(o->g.cocola_guidance > 0 ? "--cocola-guidance" : "--select guide") +
-                            " needs --guide-model (a COCOLA model of the mel front-end)");
+            if (o->guide_model.empty()) o->guide_model = default_generator_path("cocola_mel_guide", "--guide-model");
             guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
             if (guide->config().frontend != features::Frontend::Mel)
                 throw Error(o->guide_model + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
@@ -260,6 +263,7 @@ Runner add_generate_command(CLI::App& app) {
                                 {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
                                 {"select", o->g.select},         {"vocoder", o->vocoder},
                                 {"model", msdm ? "msdm" : "componet"}, {"cocola_guidance", o->g.cocola_guidance},
+                                {"guide_views", o->g.guide_views},
                                 {"seconds", static_cast<double>(x.size()) / 16000.0}};
             // With --select guide the scores are the guide's (the model that picked), not the judge's.
             const bool by_guide = o->g.select == "guide";

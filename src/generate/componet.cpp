@@ -184,10 +184,27 @@ at::Tensor guide_embedding(model::Model& guide, const std::vector<float>& chunk)
 at::Tensor guidance_gradient(const CocolaGuidance& g, const at::Tensor& clean_latents, at::Tensor* scores) {
     torch::AutoGradMode grad_mode(true);
     at::Tensor z = clean_latents.detach().clone().set_requires_grad(true);
-    const at::Tensor mel = g.vae->decode(z, /*with_grad=*/true).clamp(generate::kMelFloorDb, generate::kMelCeilingDb);
+    if (g.views < 1 || g.views > 64) throw Error("COCOLA guidance: views must be between 1 and 64");
+    const at::Tensor decoded = g.vae->decode(z, /*with_grad=*/true);  // [B, 64, T] dB
+    const int64_t batch = decoded.size(0), frames = decoded.size(2);
+    const at::Tensor e = g.input_embedding.to(g.guide->device());
     g.guide->net().eval();
-    const at::Tensor emb = g.guide->net().embed(mel.unsqueeze(1).to(g.guide->device()));
-    const at::Tensor s = g.guide->net().similarity(g.input_embedding.to(g.guide->device()), emb).squeeze(0);  // [B]
+    const at::Tensor whole = decoded.clamp(generate::kMelFloorDb, generate::kMelCeilingDb);
+    at::Tensor s = g.guide->net().similarity(e, g.guide->net().embed(whole.unsqueeze(1).to(g.guide->device()))).squeeze(0);  // [B]
+    if (g.views > 1) {
+        // Fixed views (deterministic): crops 64 frames shorter at starts spread over the 64 frames, gains cycling
+        // 0, +4, -4, +2, -2 dB; view 0 is the spectrogram itself. The crops have one length and batch together.
+        static const double kGainDb[] = {0, 4, -4, 2, -2};
+        const int64_t crop = std::max<int64_t>(frames - 64, frames / 2);
+        std::vector<at::Tensor> cropped;
+        for (int k = 1; k < g.views; ++k) {
+            const int64_t start = (static_cast<int64_t>(k - 1) * 37) % (frames - crop + 1);
+            cropped.push_back((decoded.slice(2, start, start + crop) + kGainDb[k % 5]).clamp(generate::kMelFloorDb, generate::kMelCeilingDb));
+        }
+        const at::Tensor views = at::cat(cropped).unsqueeze(1).to(g.guide->device());  // [(V-1) B, 1, 64, crop]
+        const at::Tensor sv = g.guide->net().similarity(e, g.guide->net().embed(views)).view({g.views - 1, batch});
+        s = (s + sv.sum(0)) / static_cast<double>(g.views);
+    }
     if (scores) *scores = s.detach().cpu();
     return torch::autograd::grad({s.sum()}, {z})[0].detach();
 }
@@ -378,7 +395,7 @@ Generated generate_audio(Componet& model, const generate::Vae& vae, const genera
         CocolaGuidance guidance;
         if (o.cocola_guidance > 0) {
             if (!o.guide) throw Error("--cocola-guidance needs a guide (a COCOLA model of the mel front-end)");
-            guidance = {o.guide, &vae, guide_embedding(*o.guide, in_chunk), o.cocola_guidance};
+            guidance = {o.guide, &vae, guide_embedding(*o.guide, in_chunk), o.cocola_guidance, o.guide_views};
         }
         const at::Tensor z = sample(model, prompt, control, o.candidates, generate::kMelBands / d, generate::kChunkFrames / d, so, {},
                                     {}, guidance);
