@@ -8,6 +8,8 @@
 # Settings: s0 = unguided (the baseline; it also runs truth and random), sS = gradient guidance at scale S
 # (--cocola-guidance S), pickK = the best of K candidates by the guide's score (--candidates K --select guide),
 # vV = the guide's score over V views of the spectrogram (--guide-views V); joined by -, e.g. s1-v4, s1-pick4.
+# oracleK = the best of the same K candidates by the judge itself (--select cocola): not a result (the judge picks
+# what it then scores) but the ceiling of selection, against which pickK's gain is read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COCOLA=${COCOLA:-./build/cocola}
@@ -30,7 +32,8 @@ for setting in s0 $SETTINGS; do
       s*) args+=(--cocola-guidance "${part#s}" --guide-model "$GUIDE") ;;
       pick*) args+=(--candidates "${part#pick}" --select guide --guide-model "$GUIDE") ;;
       v*) args+=(--guide-views "${part#v}") ;;
-      *) echo "eval_guided.sh: unknown setting part \"$part\" (sS, pickK, vV, joined by -)" >&2; exit 1 ;;
+      oracle*) args+=(--candidates "${part#oracle}" --select cocola) ;;
+      *) echo "eval_guided.sh: unknown setting part \"$part\" (sS, pickK, vV, oracleK, joined by -)" >&2; exit 1 ;;
     esac
   done
   [[ -f $dir/items.jsonl ]] && args+=(--resume)

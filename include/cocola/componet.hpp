@@ -149,8 +149,8 @@ struct CocolaGuidance {
 // The guide's embedding of a 16 kHz chunk (its mel spectrogram, as the decoder makes them); throws unless the guide
 // reads the mel front-end.
 at::Tensor guide_embedding(model::Model& guide, const std::vector<float>& chunk);
-// The guide's score of each latent's decoded spectrogram against the input embedding, and its gradient wrt the
-// latents (for tests and the sampler).
+// The guide's score of each latent's decoded spectrogram against the input embedding (the mean over `views`), and
+// its gradient wrt the latents (for tests and the sampler).
 at::Tensor guidance_gradient(const CocolaGuidance& g, const at::Tensor& clean_latents, at::Tensor* scores = nullptr);
 
 // x with its masked channels set to sqrt(a) known + sqrt(1 - a) noise (a = alpha_bar at the noise level, 1: clean).

@@ -304,8 +304,8 @@ Runner add_eval_generation_command(CLI::App& app) {
                     } else {
                         componet::GenerateOptions go = o->g;
                         go.sampling.seed = item_seed;
-                        // The judge (or, for --select guide, the guide) only picks among candidates here; the output
-                        // is scored below, once.
+                        // The judge only picks among candidates here (for --select guide, generate_audio picks by
+                        // the guide instead); the output is scored below, once.
                         const model::Model* picker = go.select == "cocola" && go.candidates > 1 ? &judge : nullptr;
                         output = componet::generate_audio(*model, *vae, vocoder.get(), picker, item.input, item.prompt, go).audio;
                     }
