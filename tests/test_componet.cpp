@@ -323,6 +323,13 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
     EXPECT_EQ(j.at("prompt"), "in: piano; out: bass");
     EXPECT_TRUE(j.at("cocola_score").is_number());
     EXPECT_EQ(audio::load_mono(dir + "/out.wav").size(), x.size());
+    // Kept by a guide: its score is reported as the guide's, not as the judge's.
+    r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"in: piano; out: bass\" -o " + dir + "/guided.wav --json --candidates 2 "
+                          "--select guide --guide-model " + testutil::golden("models/cocola_mel_seed0.safetensors") + common);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("\"guide_score\""), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("\"cocola_score\""), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::exists(dir + "/guided.wav"));
     r = testutil::run_cli("generate " + dir + "/in.wav --task remove --in-tags bass,drums,piano --out-tags drums -o " + dir +
                           "/rm.wav --json" + common);
     ASSERT_EQ(r.code, 0) << r.out;
