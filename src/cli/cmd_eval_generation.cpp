@@ -226,12 +226,9 @@ Runner add_eval_generation_command(CLI::App& app) {
         const model::Model judge = model::Model::load(judge_path);
         std::unique_ptr<model::Model> guide;
         if (o->g.cocola_guidance > 0 || o->g.select == "guide") {
-            if (o->guide_model.empty()) o->guide_model = default_generator_path("cocola_mel_guide", "--guide-model");
-            if (fs::exists(o->guide_model) && fs::exists(judge_path) && fs::equivalent(o->guide_model, judge_path))
+            guide = load_guide_model(o->guide_model);
+            if (fs::exists(judge_path) && fs::equivalent(o->guide_model, judge_path))
                 throw Error("--guide-model is the judge (-m): guided outputs must be judged by a model they were not guided by");
-            guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
-            if (guide->config().frontend != features::Frontend::Mel)
-                throw Error(o->guide_model + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
             o->g.guide = guide.get();
         }
         std::unique_ptr<model::Model> judge2;

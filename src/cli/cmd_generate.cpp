@@ -56,6 +56,14 @@ std::string task_prompt(const std::string& task, const std::vector<std::string>&
 
 }  // namespace
 
+std::unique_ptr<model::Model> load_guide_model(std::string& path) {
+    if (path.empty()) path = default_generator_path("cocola_mel_guide", "--guide-model");
+    auto guide = std::make_unique<model::Model>(model::Model::load(path));
+    if (guide->config().frontend != features::Frontend::Mel)
+        throw Error(path + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
+    return guide;
+}
+
 Runner add_generate_command(CLI::App& app) {
     struct Opts {
         std::string in, out, prompt, task, pairs, model, vae, vocoder = "neural", vocoder_model, cocola_model, guide_model;
@@ -166,10 +174,7 @@ Runner add_generate_command(CLI::App& app) {
 
         std::unique_ptr<model::Model> guide;
         if (o->g.cocola_guidance > 0 || o->g.select == "guide") {
-            if (o->guide_model.empty()) o->guide_model = default_generator_path("cocola_mel_guide", "--guide-model");
-            guide = std::make_unique<model::Model>(model::Model::load(o->guide_model));
-            if (guide->config().frontend != features::Frontend::Mel)
-                throw Error(o->guide_model + ": the guide must read the mel front-end (it is given the decoder's spectrogram)");
+            guide = load_guide_model(o->guide_model);
             o->g.guide = guide.get();
         }
         auto model = componet::Componet::load(model_path);

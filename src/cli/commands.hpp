@@ -3,7 +3,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <string>
+
+namespace cocola::model {
+class Model;
+}
 
 namespace cocola::cli {
 
@@ -29,6 +34,10 @@ Runner add_eval_generation_command(CLI::App& app);
 // Where shipped generator weights live (models/<name>.safetensors in the source tree or next to the binary);
 // throws cocola::Error when there are none.
 std::string default_generator_path(const std::string& name, const std::string& flag = "-m");
+
+// The COCOLA model that guides CompoNet (--guide-model; empty `path`: the shipped models/cocola_mel_guide, and
+// `path` is set to it). Throws unless it reads the mel front-end, which the decoder's spectrogram is.
+std::unique_ptr<model::Model> load_guide_model(std::string& path);
 
 // Where the shipped default model lives (models/ in the source tree, or next to the installed binary).
 std::string default_model_path();
