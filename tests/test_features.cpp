@@ -73,29 +73,35 @@ TEST(Stages, Clip03SpectraAndHpssMagnitudes) {
 }
 
 TEST(MedianFilter, MatchesBruteForceWithReflectBorders) {
-    // Rows shorter than the window exercise repeated reflection; ties exercise equal-value removal.
-    for (int rows : {1, 3, 20}) {
-        for (int cols : {1, 2, 7, 40}) {
-            std::vector<float> in(rows * cols), out(in.size()), out0(in.size());
-            unsigned s = 12345;
-            for (auto& v : in) { s = s * 1103515245u + 12345u; v = static_cast<float>((s >> 16) % 13); }
-            for (int axis : {0, 1}) {
-                features::median_filter(in.data(), out.data(), rows, cols, 5, axis);
-                const int n = axis == 1 ? cols : rows;
-                auto refl = [&](int i) { int per = 2 * n; i %= per; if (i < 0) i += per; return i < n ? i : per - 1 - i; };
-                for (int r = 0; r < rows; ++r)
-                    for (int c = 0; c < cols; ++c) {
-                        std::vector<float> w;
-                        for (int d = -2; d <= 2; ++d) {
-                            int rr = r, cc = c;
-                            (axis == 1 ? cc : rr) += d;
-                            if (axis == 1) cc = refl(cc); else rr = refl(rr);
-                            w.push_back(in[rr * cols + cc]);
-                        }
-                        std::sort(w.begin(), w.end());
-                        ASSERT_EQ(out[r * cols + c], w[2]) << rows << "x" << cols << " axis " << axis;
+    // Rows shorter than the window exercise repeated reflection; ties exercise equal-value removal. Size 31
+    // (HPSS's, the unrolled path) on shapes that leave partial groups of 8 series and partial 8 x 8 blocks.
+    struct Case { int size, rows, cols; };
+    std::vector<Case> cases;
+    for (int rows : {1, 3, 20})
+        for (int cols : {1, 2, 7, 40}) cases.push_back({5, rows, cols});
+    for (auto [rows, cols] : {std::pair{45, 53}, {17, 70}, {64, 9}, {8, 8}}) cases.push_back({31, rows, cols});
+    for (const auto& [size, rows, cols] : cases) {
+        const int half = size / 2;
+        std::vector<float> in(rows * cols), out(in.size());
+        unsigned s = 12345;
+        for (auto& v : in) { s = s * 1103515245u + 12345u; v = static_cast<float>((s >> 16) % 13); }
+        for (int axis : {0, 1}) {
+            features::median_filter(in.data(), out.data(), rows, cols, size, axis);
+            const int n = axis == 1 ? cols : rows;
+            auto refl = [&](int i) { int per = 2 * n; i %= per; if (i < 0) i += per; return i < n ? i : per - 1 - i; };
+            for (int r = 0; r < rows; ++r)
+                for (int c = 0; c < cols; ++c) {
+                    std::vector<float> w;
+                    for (int d = -half; d <= half; ++d) {
+                        int rr = r, cc = c;
+                        (axis == 1 ? cc : rr) += d;
+                        if (axis == 1) cc = refl(cc); else rr = refl(rr);
+                        w.push_back(in[rr * cols + cc]);
                     }
-            }
+                    std::sort(w.begin(), w.end());
+                    ASSERT_EQ(out[r * cols + c], w[half]) << "size " << size << ", " << rows << "x" << cols << " axis " << axis
+                                                          << " at " << r << "," << c;
+                }
         }
     }
 }

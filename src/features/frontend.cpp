@@ -14,6 +14,22 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
+// The element-wise loops of this file are vectorised (built for AVX2 beside baseline x86-64, picked at run time; the
+// file is compiled without errno and FP traps so that square roots and selects can be) and compute exactly
+// what scalar code does.
+#if defined(__x86_64__) && !defined(__clang__)
+#define COCOLA_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define COCOLA_VECTOR_CLONES
+#endif
+
+// acc[t] += w * row[t]: a filterbank's inner loop (multiply, then add: no fused multiply-add, so the same bits
+// as scalar code).
+COCOLA_VECTOR_CLONES
+void add_scaled_row(const double* row, double w, int n, double* acc) {
+    for (int t = 0; t < n; ++t) acc[t] += w * row[t];
+}
+
 // One FFTW plan for the whole process. Planning is not thread-safe in FFTW, execution with the new-array
 // interface is, so threads share the plan and bring their own aligned buffers.
 struct FftPlan {
@@ -67,17 +83,14 @@ struct SparseBank {
         }
     }
     // spec is [513][T]; out is [64][T].
-    template <typename Spec, typename Out>
-    void apply(const Spec* spec, int T, Out* out) const {
+    template <typename Out>
+    void apply(const double* spec, int T, Out* out) const {
         thread_local std::vector<double> acc;
         for (int j = 0; j < kNMels; ++j) {
             Out* o = out + static_cast<size_t>(j) * T;
             acc.assign(T, 0.0);
-            for (int k = first[j]; k < last[j]; ++k) {
-                const double w = weights[j][k - first[j]];
-                const Spec* s = spec + static_cast<size_t>(k) * T;
-                for (int t = 0; t < T; ++t) acc[t] += w * s[t];
-            }
+            for (int k = first[j]; k < last[j]; ++k)
+                add_scaled_row(spec + static_cast<size_t>(k) * T, weights[j][k - first[j]], T, acc.data());
             for (int t = 0; t < T; ++t) o[t] = static_cast<Out>(acc[t]);
         }
     }
@@ -85,10 +98,16 @@ struct SparseBank {
 const SparseBank& htk_bank() { static const SparseBank b(htk_mel_filterbank()); return b; }
 const SparseBank& slaney_bank() { static const SparseBank b(slaney_mel_filterbank()); return b; }
 
-// Runs the STFT frame by frame; `sample(i)` returns the padded signal at index i relative to the clip start
-// (i may be negative or past the end); `emit(t, out)` receives the 513 complex bins of frame t.
+// Runs the STFT of the clip x[0, n) frame by frame; `sample(i)` returns the padded signal at index i relative to
+// the clip start (i may be negative or past the end); `emit(t, out)` receives the 513 complex bins of frame t.
+// out[k] = window[k] * x[k] for the 400 taps.
+COCOLA_VECTOR_CLONES
+void window_frame(const float* x, const double* window, double* out) {
+    for (int k = 0; k < kWinLength; ++k) out[k] = window[k] * x[k];
+}
+
 template <typename Sample, typename Emit>
-void stft(size_t n, Sample sample, Emit emit) {
+void stft(const float* x, size_t n, Sample sample, Emit emit) {
     const int T = num_frames(n);
     const auto& w = hann400();
     const fftw_plan plan = fft_plan().plan;
@@ -99,11 +118,84 @@ void stft(size_t n, Sample sample, Emit emit) {
         // middle, at offset (1024-400)/2 = 312, i.e. clip samples t*hop - 200 ... t*hop + 199. Placing the
         // windowed samples at that same offset keeps the phase (and the rounding) of the reference.
         const long long base = static_cast<long long>(t) * kHop - kWinLength / 2;
-        for (int k = 0; k < kWinLength; ++k) buf.in[312 + k] = w[k] * sample(base + k);
+        if (base >= 0 && base + kWinLength <= static_cast<long long>(n))
+            window_frame(x + base, w.data(), buf.in + 312);  // inside the clip: no padding to look up
+        else
+            for (int k = 0; k < kWinLength; ++k) buf.in[312 + k] = w[k] * sample(base + k);
         fftw_execute_dft_r2c(plan, buf.in, buf.out);
         emit(t, buf.out);
     }
 }
+
+// |X| of one frame as librosa takes it: the STFT kept as complex64, the hypot of the complex64 parts evaluated
+// in double and rounded once (as glibc's hypotf does).
+COCOLA_VECTOR_CLONES
+void complex64_magnitudes(const fftw_complex* X, float* out) {
+    for (int k = 0; k < kNBins; ++k) {
+        const double re = static_cast<float>(X[k][0]), im = static_cast<float>(X[k][1]);
+        const double sq = re * re + im * im;
+        out[k] = static_cast<float>(std::sqrt(sq));
+    }
+}
+
+// librosa's soft masks (power 2) applied to the magnitudes; both medians ~0 (split_zeros): half each.
+// librosa divides by max(h, p) first to keep float32 in range; in double the ratio needs no rescaling.
+// `Power`: the masked magnitudes squared, in the same pass (what the mel filterbank takes next).
+template <bool Power>
+COCOLA_VECTOR_CLONES
+void apply_soft_masks(const float* mag, const float* hm, const float* pm, size_t n, double* harmonic,
+                      double* percussive) {
+    constexpr float kTiny = 1.17549435e-38f;  // np.finfo(float32).tiny
+    for (size_t i = 0; i < n; ++i) {
+        const double h = hm[i], p = pm[i];
+        const double a = h * h, b = p * p, inv = 1.0 / (a + b);
+        const bool split = (hm[i] > pm[i] ? hm[i] : pm[i]) >= kTiny;
+        const double mh = split ? a * inv : 0.5, mp = split ? b * inv : 0.5;
+        const double hv = mag[i] * mh, pv = mag[i] * mp;
+        harmonic[i] = Power ? hv * hv : hv;
+        percussive[i] = Power ? pv * pv : pv;
+    }
+}
+
+// The harmonic and percussive magnitudes (or powers) of a [513][T] magnitude spectrogram.
+void hpss_split(const std::vector<float>& mag, int T, std::vector<double>& harmonic, std::vector<double>& percussive,
+                bool power) {
+    const size_t N = static_cast<size_t>(kNBins) * T;
+    // Scratch reused across calls on a thread: zero-filling and first-touching megabytes per clip costs
+    // about as much as the arithmetic.
+    thread_local std::vector<float> hm, pm;
+    hm.resize(N);
+    pm.resize(N);
+    median_filter(mag.data(), hm.data(), kNBins, T, kHpssKernel, 1);  // along time: harmonic reference
+    median_filter(mag.data(), pm.data(), kNBins, T, kHpssKernel, 0);  // along frequency: percussive reference
+    harmonic.resize(N);
+    percussive.resize(N);
+    if (power) apply_soft_masks<true>(mag.data(), hm.data(), pm.data(), N, harmonic.data(), percussive.data());
+    else apply_soft_masks<false>(mag.data(), hm.data(), pm.data(), N, harmonic.data(), percussive.data());
+}
+
+// Collects frames and stores them bin-major ([bin][frame], the layout of the spectrograms). Storing each frame
+// as it comes would touch 513 cache lines per frame; a block of 8 frames writes 8 neighbouring values per bin.
+template <typename Value>
+class BinMajorBlocks {
+public:
+    BinMajorBlocks(Value* out, int frames) : out_(out), frames_(frames) {}
+    Value* frame(int t) { return block_[t % kBlock]; }  // fill it, then call done(t)
+    void done(int t) {
+        if (t % kBlock != kBlock - 1 && t != frames_ - 1) return;
+        const int first = t - t % kBlock, count = t - first + 1;
+        for (int k = 0; k < kNBins; ++k) {
+            Value* o = out_ + static_cast<size_t>(k) * frames_ + first;
+            for (int i = 0; i < count; ++i) o[i] = block_[i][k];
+        }
+    }
+
+private:
+    static constexpr int kBlock = 8;
+    Value* out_;
+    int frames_;
+    Value block_[kBlock][kNBins];
+};
 
 void check_length(Frontend f, size_t n) {
     if (n < min_samples(f))
@@ -139,9 +231,7 @@ void hpss_features(const float* x, size_t n, float* out) {
     const int T = num_frames(n);
     auto mag = librosa_magnitude(x, n);
     thread_local std::vector<double> harm, perc, mel;
-    hpss_magnitudes(mag, T, harm, perc);
-    for (auto* v : {&harm, &perc})
-        for (double& e : *v) e *= e;  // power
+    hpss_split(mag, T, harm, perc, /*power=*/true);
     mel.resize(static_cast<size_t>(kNMels) * T);
     slaney_bank().apply(harm.data(), T, mel.data());
     power_to_db_ref_max(mel, out);
@@ -170,9 +260,11 @@ std::vector<double> torch_power_spectrogram(const float* x, size_t n) {
         if (i >= len) i = 2 * (len - 1) - i;
         return x[i];
     };
-    stft(n, sample, [&](int t, const fftw_complex* X) {
-        for (int k = 0; k < kNBins; ++k)
-            power[static_cast<size_t>(k) * T + t] = X[k][0] * X[k][0] + X[k][1] * X[k][1];
+    BinMajorBlocks<double> blocks(power.data(), T);
+    stft(x, n, sample, [&](int t, const fftw_complex* X) {
+        double* f = blocks.frame(t);
+        for (int k = 0; k < kNBins; ++k) f[k] = X[k][0] * X[k][0] + X[k][1] * X[k][1];
+        blocks.done(t);
     });
     return power;
 }
@@ -182,43 +274,18 @@ std::vector<float> librosa_magnitude(const float* x, size_t n) {
     std::vector<float> mag(static_cast<size_t>(kNBins) * T);
     const long long len = static_cast<long long>(n);
     auto sample = [&](long long i) -> double { return (i < 0 || i >= len) ? 0.0 : x[i]; };
-    stft(n, sample, [&](int t, const fftw_complex* X) {
+    BinMajorBlocks<float> blocks(mag.data(), T);
+    stft(x, n, sample, [&](int t, const fftw_complex* X) {
         // librosa keeps the STFT as complex64; |D| is then taken in float32.
-        for (int k = 0; k < kNBins; ++k)
-        {
-            // hypot of the complex64 parts, evaluated in double and rounded once (as glibc's hypotf does).
-            const double re = static_cast<float>(X[k][0]), im = static_cast<float>(X[k][1]);
-            mag[static_cast<size_t>(k) * T + t] = static_cast<float>(std::sqrt(re * re + im * im));
-        }
+        complex64_magnitudes(X, blocks.frame(t));
+        blocks.done(t);
     });
     return mag;
 }
 
 void hpss_magnitudes(const std::vector<float>& mag, int T, std::vector<double>& harmonic,
                      std::vector<double>& percussive) {
-    const size_t N = static_cast<size_t>(kNBins) * T;
-    // Scratch reused across calls on a thread: zero-filling and first-touching megabytes per clip costs
-    // about as much as the arithmetic.
-    thread_local std::vector<float> hm, pm;
-    hm.resize(N);
-    pm.resize(N);
-    median_filter(mag.data(), hm.data(), kNBins, T, kHpssKernel, 1);  // along time: harmonic reference
-    median_filter(mag.data(), pm.data(), kNBins, T, kHpssKernel, 0);  // along frequency: percussive reference
-    harmonic.resize(N);
-    percussive.resize(N);
-    constexpr float kTiny = 1.17549435e-38f;  // np.finfo(float32).tiny
-    for (size_t i = 0; i < N; ++i) {
-        const double h = hm[i], p = pm[i];
-        double mh = 0.5, mp = 0.5;  // split_zeros: both medians ~0 -> half each
-        // librosa divides by max(h, p) first to keep float32 in range; in double the ratio needs no rescaling.
-        if (std::max(hm[i], pm[i]) >= kTiny) {
-            const double a = h * h, b = p * p, inv = 1.0 / (a + b);
-            mh = a * inv;
-            mp = b * inv;
-        }
-        harmonic[i] = mag[i] * mh;
-        percussive[i] = mag[i] * mp;
-    }
+    hpss_split(mag, T, harmonic, percussive, /*power=*/false);
 }
 
 std::vector<float> compute(Frontend f, const float* x, size_t n) {

@@ -1,11 +1,13 @@
 // Sliding-window median filter, the hot spot of HPSS (two 31-tap medians over every STFT bin).
 //
-// Eight independent series are filtered at once, one per SIMD lane. Each lane keeps its window sorted; one
-// step removes the outgoing sample `a` and inserts the incoming `b` with a branch-free update of every slot k:
-//   b >= a: w'[k] = w[k] < a ? w[k] : min(w[k+1], max(b, w[k]))   (slots from a's up to b's shift left)
-//   b <  a: w'[k] = w[k] > a ? w[k] : max(w[k-1], min(b, w[k]))   (slots from b's up to a's shift right)
-// with -inf/+inf sentinels at both ends. No sort and no data-dependent branches: O(size) vector operations
-// per step for 8 outputs. Built for AVX2 and for baseline x86-64, picked at run time (target_clones).
+// Eight independent series are filtered at once, one per SIMD lane. Each lane keeps its window sorted in slots
+// 1..size, with -inf in slot 0 and +inf in slot size+1. One step removes the outgoing sample `a` and inserts
+// the incoming `b`, branch-free, in one ascending pass over the slots:
+//   removal   r[k]  = w[k] < a ? w[k] : w[k+1]        (slots from a's on shift left; +inf enters at the top)
+//   insertion w'[k] = min(r[k], max(r[k-1], b))       (b lands where it belongs, the slots above shift right)
+// Four vector operations per slot and step for 8 outputs, no sort and no data-dependent branch. The result is
+// the same multiset as a sort would give, so the medians are bit-identical to scipy's. Built for AVX2 and for
+// baseline x86-64, picked at run time (target_clones).
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -29,22 +31,87 @@ inline int reflect_index(int i, int n) {
     return i < n ? i : period - 1 - i;
 }
 
-// ext: [n + size - 1][8] extended series, lane-interleaved. out: [n][8].
+// An 8 x 8 block transpose in registers: rows r[0..7] -> columns c[0..7] (c[j][i] = r[i][j]).
+inline void transpose8(const v8f r[8], v8f c[8]) {
+    typedef int v8i __attribute__((vector_size(32)));
+    v8f t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], v8i{0, 8, 1, 9, 4, 12, 5, 13});
+        t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], v8i{2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int h = 0; h < 2; ++h)
+        for (int i = 0; i < 2; ++i) {
+            u[4 * h + 2 * i] = __builtin_shuffle(t[4 * h + i], t[4 * h + 2 + i], v8i{0, 1, 8, 9, 4, 5, 12, 13});
+            u[4 * h + 2 * i + 1] = __builtin_shuffle(t[4 * h + i], t[4 * h + 2 + i], v8i{2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    for (int j = 0; j < 4; ++j) {
+        c[j] = __builtin_shuffle(u[j], u[4 + j], v8i{0, 1, 2, 3, 8, 9, 10, 11});
+        c[4 + j] = __builtin_shuffle(u[j], u[4 + j], v8i{4, 5, 6, 7, 12, 13, 14, 15});
+    }
+}
+
 #if defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
+#define COCOLA_MEDIAN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define COCOLA_MEDIAN_CLONES
 #endif
+
+// ext[j][l] = row[l][source[j]]: 8 x 8 blocks transposed in registers where the positions are the rows' own
+// (unreflected) samples, one value at a time at the reflected borders and the tail.
+COCOLA_MEDIAN_CLONES
+void gather_rows(const float* const row[kLanes], const int* source, int ext_len, int half, float* ext) {
+    int j = 0;
+    while (j < ext_len) {
+        if (j + kLanes <= ext_len && source[j] == j - half && source[j + kLanes - 1] == j + kLanes - 1 - half) {
+            v8f r[kLanes], c[kLanes];
+            for (int l = 0; l < kLanes; ++l) std::memcpy(&r[l], row[l] + (j - half), sizeof(v8f));
+            transpose8(r, c);
+            std::memcpy(ext + static_cast<size_t>(j) * kLanes, c, sizeof(c));
+            j += kLanes;
+        } else {
+            for (int l = 0; l < kLanes; ++l) ext[static_cast<size_t>(j) * kLanes + l] = row[l][source[j]];
+            ++j;
+        }
+    }
+}
+
+// row[l][p] = res[p][l] for the first `lanes` lanes.
+COCOLA_MEDIAN_CLONES
+void scatter_rows(const float* res, int len, int lanes, float* const row[kLanes]) {
+    int p = 0;
+    if (lanes == kLanes)
+        for (; p + kLanes <= len; p += kLanes) {
+            v8f r[kLanes], c[kLanes];
+            std::memcpy(r, res + static_cast<size_t>(p) * kLanes, sizeof(r));
+            transpose8(r, c);
+            for (int l = 0; l < kLanes; ++l) std::memcpy(row[l] + p, &c[l], sizeof(v8f));
+        }
+    for (int l = 0; l < lanes; ++l)
+        for (int q = p; q < len; ++q) row[l][q] = res[static_cast<size_t>(q) * kLanes + l];
+}
+
+// ext: [n + size - 1][8] extended series, lane-interleaved. out: [n][8]. `Size` > 0 fixes the window at compile
+// time (the slot loops unroll; HPSS's 31), 0 takes it from `size`.
+template <int Size>
+COCOLA_MEDIAN_CLONES
 void median_lanes(const float* ext, int n, int size, float* out) {
-    v8f buf_a[kMaxSize + 2], buf_b[kMaxSize + 2];
-    v8f* w = buf_a;
-    v8f* nw = buf_b;
+    if (Size > 0) size = Size;
+    v8f w[kMaxSize + 2];
     const float inf = std::numeric_limits<float>::infinity();
-    for (int l = 0; l < kLanes; ++l) {
-        float tmp[kMaxSize];
-        for (int k = 0; k < size; ++k) tmp[k] = ext[k * kLanes + l];
-        std::sort(tmp, tmp + size);
-        for (int k = 0; k < size; ++k) w[k + 1][l] = tmp[k];
-        w[0][l] = nw[0][l] = -inf;
-        w[size + 1][l] = nw[size + 1][l] = inf;
+    const v8f neg_inf = v8f{} - inf, pos_inf = v8f{} + inf;
+    w[0] = neg_inf;
+    for (int k = 1; k <= size + 1; ++k) w[k] = pos_inf;
+    // The first window: insertions alone into the empty (all +inf) window.
+    for (int i = 0; i < size; ++i) {
+        v8f b;
+        std::memcpy(&b, ext + i * kLanes, sizeof(v8f));
+        v8f prev = neg_inf;
+        for (int k = 1; k <= size; ++k) {
+            const v8f wk = w[k];
+            const v8f m = prev > b ? prev : b;
+            w[k] = wk < m ? wk : m;
+            prev = wk;
+        }
     }
     const int mid = size / 2 + 1;
     std::memcpy(out, &w[mid], sizeof(v8f));
@@ -52,16 +119,17 @@ void median_lanes(const float* ext, int n, int size, float* out) {
         v8f a, b;
         std::memcpy(&a, ext + (i - 1) * kLanes, sizeof(v8f));
         std::memcpy(&b, ext + (i + size - 1) * kLanes, sizeof(v8f));
-        const auto up = b >= a;
-        for (int k = 1; k <= size; ++k) {
-            const v8f wk = w[k], wn = w[k + 1], wp = w[k - 1];
-            const v8f mx = wk > b ? wk : b;
-            const v8f mn = wk < b ? wk : b;
-            const v8f c1 = wk < a ? wk : (wn < mx ? wn : mx);
-            const v8f c2 = wk > a ? wk : (wp > mn ? wp : mn);
-            nw[k] = up ? c1 : c2;
+        v8f prev = neg_inf;  // r[k-1]
+        v8f wk = w[1];
+#pragma GCC unroll 64
+        for (int k = 1; k <= (Size > 0 ? Size : size); ++k) {
+            const v8f wn = w[k + 1];
+            const v8f r = wk < a ? wk : wn;
+            const v8f m = prev > b ? prev : b;
+            w[k] = r < m ? r : m;
+            prev = r;
+            wk = wn;
         }
-        std::swap(w, nw);
         std::memcpy(out + i * kLanes, &w[mid], sizeof(v8f));
     }
 }
@@ -78,30 +146,41 @@ void median_filter(const float* in, float* out, int rows, int cols, int size, in
     // The series run along `len`; there are `count` of them, grouped 8 at a time.
     const int len = axis == 1 ? cols : rows;
     const int count = axis == 1 ? rows : cols;
-    auto at = [&](int series, int pos) -> float {
-        return axis == 1 ? in[static_cast<size_t>(series) * cols + pos] : in[static_cast<size_t>(pos) * cols + series];
-    };
+    const int ext_len = len + size - 1;
+    // Where each position of the extended series reads from (the reflection, once, not per lane).
+    std::vector<int> source(ext_len);
+    for (int j = 0; j < ext_len; ++j) source[j] = reflect_index(j - half, len);
     const int groups = (count + kLanes - 1) / kLanes;
 #pragma omp parallel for schedule(static) if (groups > 8)
     for (int g = 0; g < groups; ++g) {
         thread_local std::vector<float> ext, res;
-        ext.resize(static_cast<size_t>(len + size - 1) * kLanes);
+        ext.resize(static_cast<size_t>(ext_len) * kLanes);
         res.resize(static_cast<size_t>(len) * kLanes);
-        for (int j = 0; j < len + size - 1; ++j) {
-            const int src = reflect_index(j - half, len);
-            for (int l = 0; l < kLanes; ++l) {
-                const int s = std::min(g * kLanes + l, count - 1);  // spare lanes repeat the last series
-                ext[static_cast<size_t>(j) * kLanes + l] = at(s, src);
+        const int first = g * kLanes;
+        const int lanes = std::min(kLanes, count - first);  // spare lanes repeat the last series
+        if (axis == 0) {
+            // Series are columns: the 8 lanes of a position are 8 neighbouring floats of one row.
+            for (int j = 0; j < ext_len; ++j) {
+                const float* row = in + static_cast<size_t>(source[j]) * cols + first;
+                float* e = ext.data() + static_cast<size_t>(j) * kLanes;
+                for (int l = 0; l < kLanes; ++l) e[l] = row[std::min(l, lanes - 1)];
             }
+        } else {
+            // Series are rows: read along each row, 8 rows at a time.
+            const float* row[kLanes];
+            for (int l = 0; l < kLanes; ++l) row[l] = in + static_cast<size_t>(first + std::min(l, lanes - 1)) * cols;
+            gather_rows(row, source.data(), ext_len, half, ext.data());
         }
-        median_lanes(ext.data(), len, size, res.data());
-        for (int l = 0; l < kLanes && g * kLanes + l < count; ++l) {
-            const int s = g * kLanes + l;
-            for (int p = 0; p < len; ++p) {
-                const float v = res[static_cast<size_t>(p) * kLanes + l];
-                if (axis == 1) out[static_cast<size_t>(s) * cols + p] = v;
-                else out[static_cast<size_t>(p) * cols + s] = v;
-            }
+        if (size == 31) median_lanes<31>(ext.data(), len, size, res.data());
+        else median_lanes<0>(ext.data(), len, size, res.data());
+        if (axis == 0) {
+            for (int p = 0; p < len; ++p)
+                std::memcpy(out + static_cast<size_t>(p) * cols + first, res.data() + static_cast<size_t>(p) * kLanes,
+                            sizeof(float) * lanes);
+        } else {
+            float* row[kLanes];
+            for (int l = 0; l < lanes; ++l) row[l] = out + static_cast<size_t>(first + l) * cols;
+            scatter_rows(res.data(), len, lanes, row);
         }
     }
 }
