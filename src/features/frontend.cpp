@@ -18,7 +18,7 @@ constexpr double kPi = 3.14159265358979323846;
 // file is compiled without errno and FP traps so that square roots and selects can be) and compute exactly
 // what scalar code does.
 #if defined(__x86_64__) && !defined(__clang__)
-#define COCOLA_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define COCOLA_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define COCOLA_VECTOR_CLONES
 #endif

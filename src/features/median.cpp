@@ -51,7 +51,7 @@ inline void transpose8(const v8f r[8], v8f c[8]) {
 }
 
 #if defined(__x86_64__) && !defined(__clang__)
-#define COCOLA_MEDIAN_CLONES __attribute__((target_clones("avx2", "default")))
+#define COCOLA_MEDIAN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define COCOLA_MEDIAN_CLONES
 #endif
