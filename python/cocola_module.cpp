@@ -358,7 +358,7 @@ struct PyGenerator {
 
     py::object generate(const py::object& audio, int sr, const std::string& prompt, int steps, uint64_t seed,
                         double guidance, double eta, int candidates, const std::string& select, double overlap,
-                        bool return_info, const std::function<void(size_t, size_t)>& progress,
+                        const std::string& level, bool return_info, const std::function<void(size_t, size_t)>& progress,
                         std::optional<int> threads) {
         set_threads_if_given(threads);
         if (steps < 1 || steps > 1000) throw py::value_error("steps must be in 1..1000");
@@ -367,6 +367,7 @@ struct PyGenerator {
         if (!(overlap >= 0 && overlap <= 2.56)) throw py::value_error("overlap must be in 0..2.56 seconds");
         if (!(eta >= 0 && eta <= 1)) throw py::value_error("eta must be in 0..1");
         if (!(guidance >= 0 && guidance <= 100)) throw py::value_error("guidance must be in 0..100");
+        if (level != "auto" && level != "input" && level != "keep") throw py::value_error("level must be \"auto\", \"input\" or \"keep\"");
         if (select == "cocola" && candidates > 1 && !judge)
             throw Error("select=\"cocola\" needs a COCOLA model (judge=) and none ships here; use select=\"norm\"");
         const auto p = componet::parse_prompt(prompt, net->config().vocabulary);
@@ -379,6 +380,7 @@ struct PyGenerator {
         o.candidates = candidates;
         o.select = select;
         o.overlap_seconds = overlap;
+        o.level = componet::resolve_level(level, p);
         Interruptible tick{progress};
         componet::Generated g;
         {
@@ -394,6 +396,8 @@ struct PyGenerator {
         info["steps"] = steps;
         info["sample_rate"] = audio::kSampleRate;
         info["chunk_scores"] = g.chunk_scores;
+        info["level"] = o.level;
+        info["level_gain_db"] = g.level_gain_db;
         if (!g.chunk_scores.empty()) {
             double s = 0;
             for (double v : g.chunk_scores) s += v / static_cast<double>(g.chunk_scores.size());
@@ -481,7 +485,8 @@ PYBIND11_MODULE(_cocola, m) {
         .def("generate", &PyGenerator::generate, py::arg("audio"), py::arg("sr") = audio::kSampleRate, py::kw_only(),
              py::arg("prompt"), py::arg("steps") = 50, py::arg("seed") = 0, py::arg("guidance") = 2.0,
              py::arg("eta") = 0.0, py::arg("candidates") = 1, py::arg("select") = "cocola", py::arg("overlap") = 0.64,
-             py::arg("return_info") = false, py::arg("progress") = py::none(), py::arg("threads") = py::none(),
+             py::arg("level") = "auto", py::arg("return_info") = false, py::arg("progress") = py::none(), py::arg("threads") = py::none(),
              "The stems a prompt asks for (\"in: piano; out: bass, drums\"), 16 kHz mono float32 of the input's "
-             "length, as `cocola generate`; with return_info=True, (audio, info) with the COCOLA scores.");
+             "length, as `cocola generate`; with return_info=True, (audio, info) with the COCOLA scores. level: \"auto\" "
+             "(an accompaniment as loud as its input, an extraction as generated), \"input\" or \"keep\".");
 }

@@ -323,6 +323,29 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
     EXPECT_EQ(j.at("prompt"), "in: piano; out: bass");
     EXPECT_TRUE(j.at("cocola_score").is_number());
     EXPECT_EQ(audio::load_mono(dir + "/out.wav").size(), x.size());
+    // By default the output is brought to the input's loudness; --level keep leaves the generator's own level, and
+    // the two files differ by exactly the reported gain (the same seed draws the same output).
+    EXPECT_EQ(j.at("level"), "input");
+    r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"in: piano; out: bass\" -o " + dir + "/kept.wav --json --level keep" + common);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find("{\n"))).at("level_gain_db").get<double>(), 0.0);
+    {
+        const auto matched = audio::load_mono(dir + "/out.wav"), kept = audio::load_mono(dir + "/kept.wav");
+        const double gain = std::pow(10.0, j.at("level_gain_db").get<double>() / 20.0);
+        double rms_in = 0, rms_out = 0, peak = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+            ASSERT_NEAR(matched[i], kept[i] * gain, 2e-3 + 1e-3 * std::abs(matched[i])) << i;  // 24-bit or 16-bit WAVs
+            rms_in += static_cast<double>(x[i]) * x[i];
+            rms_out += static_cast<double>(matched[i]) * matched[i];
+            peak = std::max(peak, static_cast<double>(std::abs(matched[i])));
+        }
+        // Matched, or short of it where the gain met its bounds (40 dB; the peak at 0.99): this untrained tiny
+        // model's output is far quieter than anything real.
+        const double gap_db = 10 * std::log10(rms_out / rms_in), gain_db = j.at("level_gain_db").get<double>();
+        EXPECT_TRUE(std::abs(gap_db) < 0.1 || (gap_db < 0 && (peak > 0.98 || gain_db > 39.999)))
+            << gap_db << " dB, gain " << gain_db << " dB, peak " << peak;
+        EXPECT_LE(peak, 0.991);
+    }
     // Kept by a guide: its score is reported as the guide's, not as the judge's.
     r = testutil::run_cli("generate " + dir + "/in.wav --prompt \"in: piano; out: bass\" -o " + dir + "/guided.wav --json --candidates 2 "
                           "--select guide --guide-model " + testutil::golden("models/cocola_mel_seed0.safetensors") + common);
@@ -334,6 +357,7 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
                           "/rm.wav --json" + common);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find("{\n"))).at("prompt"), "in: bass, drums, piano; out: bass, piano");
+    EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find("{\n"))).at("level"), "keep");  // a part of the input
     // --pairs: RFC 4180 CSV (a header, a comment, a quoted prompt holding a comma and a blank line), each job made;
     // an unterminated quote or a row of the wrong width names the file and line.
     std::ofstream(dir + "/jobs.csv") << "input,output,prompt\n# a comment\n" << dir << "/in.wav," << dir
@@ -361,6 +385,49 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
 }
 
 // ---------------------------------------------------------------- MSDM, the baseline
+TEST(Componet, MatchLevelBringsAudioToTheReferencesLoudnessWithoutClipping) {
+    auto sine = [](float amplitude, size_t n) {
+        std::vector<float> x(n);
+        for (size_t i = 0; i < n; ++i) x[i] = amplitude * static_cast<float>(std::sin(2 * M_PI * 440 * static_cast<double>(i) / 16000));
+        return x;
+    };
+    auto rms = [](const std::vector<float>& x) {
+        double s = 0;
+        for (float v : x) s += static_cast<double>(v) * v;
+        return std::sqrt(s / static_cast<double>(x.size()));
+    };
+    // 20 dB too quiet: raised to the reference's RMS.
+    auto quiet = sine(0.01f, 16000);
+    EXPECT_NEAR(match_level(quiet, sine(0.1f, 8000)), 20.0, 0.01);
+    EXPECT_NEAR(rms(quiet), rms(sine(0.1f, 8000)), 1e-4);
+    // Too loud: lowered.
+    auto loud = sine(0.5f, 16000);
+    EXPECT_NEAR(match_level(loud, sine(0.05f, 16000)), -20.0, 0.01);
+    // A spike: the gain stops where the peak reaches 0.99, so nothing clips.
+    auto spiky = sine(0.001f, 16000);
+    spiky[100] = 0.5f;
+    const double gain_db = match_level(spiky, sine(0.5f, 16000));
+    EXPECT_NEAR(gain_db, 20 * std::log10(0.99 / 0.5), 1e-6);
+    EXPECT_NEAR(spiky[100], 0.99f, 1e-5);
+    // At most 40 dB either way; silence on either side changes nothing.
+    auto faint = sine(1e-5f, 16000);
+    EXPECT_NEAR(match_level(faint, sine(0.5f, 16000)), 40.0, 1e-9);
+    auto silent = std::vector<float>(16000, 0.f);
+    EXPECT_EQ(match_level(silent, sine(0.5f, 16000)), 0.0);
+    auto kept = sine(0.3f, 16000);
+    EXPECT_EQ(match_level(kept, std::vector<float>(16000, 0.f)), 0.0);
+    EXPECT_EQ(kept, sine(0.3f, 16000));
+    // "auto": a part of the input (extraction, removal) keeps its level; new stems (accompaniment, adding) take
+    // the input's.
+    auto level_for = [](const std::string& prompt) { return resolve_level("auto", parse_prompt(prompt, builtin_tags())); };
+    EXPECT_EQ(level_for("in: piano; out: bass, drums"), "input");
+    EXPECT_EQ(level_for("in: mix; out: drums"), "input");
+    EXPECT_EQ(level_for("in: piano, bass; out: piano, bass, drums"), "input");
+    EXPECT_EQ(level_for("in: bass, drums, piano; out: drums"), "keep");
+    EXPECT_EQ(level_for("in: bass, drums, piano; out: bass, piano"), "keep");
+    EXPECT_EQ(resolve_level("input", parse_prompt("in: bass, drums; out: drums", builtin_tags())), "input");
+}
+
 TEST(Msdm, InpaintingKeepsTheGivenSourcesAtTheirNoisedTruth) {
     at::Generator g0 = at::detail::createCPUGenerator(1);
     const at::Tensor x = at::randn({3, 8, 4, 6}, g0, at::kFloat), known = at::randn({1, 8, 4, 6}, g0, at::kFloat);

@@ -173,11 +173,19 @@ struct GenerateOptions {
     double cocola_guidance = 0;    // COCOLA-guided sampling scale (0: off); needs a guide model
     model::Model* guide = nullptr; // the mel COCOLA model that guides
     int guide_views = 1;           // views of the decoded spectrogram the guide's score is averaged over
+    // "input": the output's loudness (RMS over the whole piece) is brought to the input's, never clipping (the
+    // shipped CPU-scale CompoNet draws accompaniments ~20 dB quieter than real ones); "keep": the generator's own
+    // level; "auto": keep where the prompt takes stems out of the input (extraction, removal: the output is a
+    // part of the input, not as loud), input otherwise (accompaniment, adding).
+    std::string level = "keep";
 };
+// What level "auto" means for this prompt ("input" or "keep"); other levels are returned as they are.
+std::string resolve_level(const std::string& level, const Prompt& prompt);
 struct Generated {
     std::vector<float> audio;       // the input's length
     std::vector<double> chunk_scores;  // score of each kept chunk against its input chunk by the model that picks
                                        // (the judge; the guide for select "guide"), if there is one
+    double level_gain_db = 0;       // the gain of level "input" (0 for "keep")
 };
 // Generates the output stems for `input` (16 kHz mono, any length) chunk by chunk, each chunk conditioned on
 // its input chunk, joined by raised-cosine crossfades. The vocoder null: Griffin-Lim. The judge may be null
@@ -194,6 +202,11 @@ Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const g
                               const model::Model* judge, const std::vector<std::pair<std::string, std::vector<float>>>& given,
                               const std::vector<std::string>& wanted, const GenerateOptions& o,
                               const std::function<void(size_t, size_t)>& progress = {});
+
+// Scales `audio` so that its RMS equals `reference`'s, by at most `max_gain_db` either way and never so far that a
+// sample would pass +-0.99 (full scale keeps a margin for the WAV writer). Silent audio or reference: unchanged.
+// Returns the gain applied, in dB.
+double match_level(std::vector<float>& audio, const std::vector<float>& reference, double max_gain_db = 40);
 
 // Chunk starts for n samples (chunk, hop = chunk - overlap; the last chunk may run past the end).
 std::vector<int64_t> chunk_starts(int64_t n, int64_t chunk, int64_t overlap);

@@ -112,6 +112,10 @@ Runner add_eval_generation_command(CLI::App& app) {
                                                      "the decoded spectrogram (shifted crops, gain changes), so that the "
                                                      "gradient follows what they share (1: the spectrogram alone)")
         ->capture_default_str()->check(CLI::Range(1, 64));
+    app.add_option("--level", o->g.level, "keep: the generators' outputs as they are (the paper's protocol); input: each "
+                                          "output brought to its input's loudness first; auto: as `cocola generate` does "
+                                          "(keep for extraction, input for accompaniment)")
+        ->check(CLI::IsMember({"keep", "input", "auto"}))->capture_default_str();
     app.add_option("--msdm-candidates", o->msdm_candidates, "MSDM's candidates per item; the loudest is kept (the paper: 12)")
         ->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--model", o->model, "CompoNet weights (default: models/componet_default.safetensors)");
@@ -147,12 +151,13 @@ Runner add_eval_generation_command(CLI::App& app) {
             user_spaces.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
         }
         // What defines the items and the outputs: a resumed evaluation must have the same.
-        const nlohmann::json settings = {
+        nlohmann::json settings = {
             {"data", o->data}, {"split", o->split}, {"n", o->n}, {"tasks", o->tasks}, {"seed", o->seed},
             {"steps", o->g.sampling.steps}, {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
             {"select", o->g.select}, {"model", o->model}, {"vae", o->vae}, {"vocoder", o->vocoder},
             {"vocoder_model", o->vocoder_model}, {"cocola_model", o->cocola_model}, {"second_model", o->second_model},
             {"cocola_guidance", o->g.cocola_guidance}, {"guide_model", o->guide_model}, {"guide_views", o->g.guide_views}, {"items_for_msdm", with_msdm}, {"msdm_model", o->msdm_model}, {"msdm_candidates", o->msdm_candidates}};
+        if (o->g.level != "keep") settings["level"] = o->g.level;  // absent: the level evaluations before --level had
         const std::string log_path = o->out + "/items.jsonl", settings_path = o->out + "/settings.json";
         std::vector<componet::MeasuredItem> measured;
         std::set<std::tuple<std::string, std::string, size_t, std::string>> done;

@@ -112,6 +112,12 @@ Runner add_generate_command(CLI::App& app) {
                                                      "the decoded spectrogram (shifted crops, gain changes), so that the "
                                                      "gradient follows what they share (1: the spectrogram alone)")
         ->capture_default_str()->check(CLI::Range(1, 64));
+    o->g.level = "auto";
+    app.add_option("--level", o->g.level, "input: the output as loud as the input (RMS over the piece, never clipping; the "
+                                          "shipped CPU-scale generators draw accompaniments ~20 dB too quiet); keep: the "
+                                          "generator's own level; auto: keep for extraction and removal (a part of the "
+                                          "input), input otherwise")
+        ->check(CLI::IsMember({"auto", "input", "keep"}))->capture_default_str();
     app.add_flag("--json", o->json, "Print a JSON summary (prompt, seed, steps, COCOLA score against the input)");
     app.footer("Examples:\n"
                "  cocola generate song_piano.wav --prompt \"in: piano; out: bass, drums\" -o bass_drums.wav\n"
@@ -247,13 +253,19 @@ Runner add_generate_command(CLI::App& app) {
                 bar.set_total(total);
                 bar.update(done);
             };
+            // --level auto: the prompt tells extraction from accompaniment unless the input is an undescribed mix
+            // ("in: mix; out: drums" is both), where --task does.
+            componet::GenerateOptions go = o->g;
+            go.level = o->task == "extract" && go.level == "auto" ? "keep"
+                       : msdm && go.level == "auto"               ? "input"
+                                                                  : componet::resolve_level(go.level, prompts[i]);
             componet::Generated g;
             if (msdm) {
                 std::vector<std::string> wanted;
                 for (const auto& t : prompts[i].out) wanted.push_back(t.name);
-                g = componet::generate_msdm_audio(model, vae, vocoder.get(), judge.get(), given_audio, wanted, o->g, on_chunk);
+                g = componet::generate_msdm_audio(model, vae, vocoder.get(), judge.get(), given_audio, wanted, go, on_chunk);
             } else {
-                g = componet::generate_audio(model, vae, vocoder.get(), judge.get(), x, prompts[i], o->g, on_chunk);
+                g = componet::generate_audio(model, vae, vocoder.get(), judge.get(), x, prompts[i], go, on_chunk);
             }
             bar.finish();
             if (jobs[i].input.empty()) {
@@ -268,7 +280,8 @@ Runner add_generate_command(CLI::App& app) {
                                 {"guidance", o->g.sampling.guidance}, {"candidates", o->g.candidates},
                                 {"select", o->g.select},         {"vocoder", o->vocoder},
                                 {"model", msdm ? "msdm" : "componet"}, {"cocola_guidance", o->g.cocola_guidance},
-                                {"guide_views", o->g.guide_views},
+                                {"guide_views", o->g.guide_views}, {"level", go.level},
+                                {"level_gain_db", g.level_gain_db},
                                 {"seconds", static_cast<double>(x.size()) / 16000.0}};
             // With --select guide the scores are the guide's (the model that picked), not the judge's.
             const bool by_guide = o->g.select == "guide";

@@ -278,6 +278,39 @@ std::vector<int64_t> chunk_starts(int64_t n, int64_t chunk, int64_t overlap) {
     return starts;
 }
 
+namespace {
+double rms(const std::vector<float>& x) {
+    double sum = 0;
+    for (float v : x) sum += static_cast<double>(v) * v;
+    return x.empty() ? 0.0 : std::sqrt(sum / static_cast<double>(x.size()));
+}
+
+}  // namespace
+
+double match_level(std::vector<float>& audio, const std::vector<float>& reference, double max_gain_db) {
+    const double level = rms(audio), target = rms(reference);
+    constexpr double kSilent = 1e-6;  // -120 dBFS: nothing to match, or nothing to match to
+    if (level < kSilent || target < kSilent) return 0.0;
+    double gain_db = std::clamp(20.0 * std::log10(target / level), -max_gain_db, max_gain_db);
+    float peak = 0.f;
+    for (float v : audio) peak = std::max(peak, std::abs(v));
+    constexpr double kCeiling = 0.99;
+    gain_db = std::min(gain_db, 20.0 * std::log10(kCeiling / peak));
+    const float gain = static_cast<float>(std::pow(10.0, gain_db / 20.0));
+    for (float& v : audio) v *= gain;
+    return gain_db;
+}
+
+std::string resolve_level(const std::string& level, const Prompt& prompt) {
+    if (level != "auto") return level;
+    // Described input stems all of which the output keeps or drops, and no new stem: a part of the input.
+    const bool described = !prompt.in.empty() && !(prompt.in.size() == 1 && prompt.in[0].name == "mix");
+    bool all_from_input = described && !prompt.out.empty();
+    for (const auto& t : prompt.out)
+        all_from_input &= std::find(prompt.in.begin(), prompt.in.end(), t) != prompt.in.end();
+    return all_from_input && prompt.out.size() < prompt.in.size() ? "keep" : "input";
+}
+
 std::vector<float> join_chunks(const std::vector<std::vector<float>>& chunks, const std::vector<int64_t>& starts, int64_t n) {
     std::vector<double> sum(static_cast<size_t>(n), 0.0), weight(static_cast<size_t>(n), 0.0);
     for (size_t k = 0; k < chunks.size(); ++k) {
@@ -306,6 +339,8 @@ void check_options(const GenerateOptions& o, const model::Model* judge) {
     if (o.select != "cocola" && o.select != "guide" && o.select != "norm") throw Error("--select must be cocola, guide or norm");
     if (o.select == "cocola" && o.candidates > 1 && !judge) throw Error("--select cocola needs a COCOLA model");
     if (o.select == "guide" && o.candidates > 1 && !o.guide) throw Error("--select guide needs a guide (--guide-model)");
+    if (o.level != "input" && o.level != "keep" && o.level != "auto")
+        throw Error("--level must be input, keep or auto, not \"" + o.level + "\"");
 }
 
 // The model whose score picks among candidates: the guide for "guide", the judge otherwise (unused for "norm").
@@ -406,6 +441,7 @@ Generated generate_audio(Componet& model, const generate::Vae& vae, const genera
         if (progress) progress(k + 1, starts.size());
     }
     g.audio = join_chunks(chunks, starts, n);
+    if (resolve_level(o.level, prompt) == "input") g.level_gain_db = match_level(g.audio, input);
     return g;
 }
 
@@ -485,6 +521,12 @@ Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const g
         if (progress) progress(k + 1, starts.size());
     }
     g.audio = join_chunks(chunks, starts, n);
+    if (o.level != "keep") {  // MSDM only accompanies: "auto" is "input"
+        std::vector<float> given_sum(static_cast<size_t>(n), 0.f);
+        for (const auto& part : given)
+            for (size_t i = 0; i < given_sum.size(); ++i) given_sum[i] += part.second[i];
+        g.level_gain_db = match_level(g.audio, given_sum);
+    }
     return g;
 }
 

@@ -287,6 +287,10 @@ def test_generate_is_the_cli_generate(tmp_path):
     assert ours.shape == (80000,) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, theirs)
     assert info["prompt"] == prompt and len(info["chunk_scores"]) == 1
+    assert info["level"] == "input"  # an accompaniment: as loud as its input, as the CLI makes it
+    kept, kept_info = cocola.generate(src, prompt=prompt, steps=2, seed=4, level="keep", return_info=True)
+    assert kept_info["level_gain_db"] == 0
+    np.testing.assert_allclose(kept * np.float32(10 ** (info["level_gain_db"] / 20)), ours, rtol=1e-5, atol=1e-7)
     with pytest.raises(cocola.Error, match="kazoo"):
         cocola.generate(src, prompt="out: kazoo", steps=2)
 
