@@ -36,8 +36,9 @@ def generate(audio, sr=SAMPLE_RATE, *, prompt, steps=50, seed=0, model=None, vae
     """CompoNet generation, as ``cocola generate``: the stems ``prompt`` asks for ("in: piano; out: bass, drums"),
     given ``audio`` (array at ``sr`` Hz or a file path). Returns 16 kHz mono float32 of the input's length (with
     ``return_info=True``: ``(audio, info)``). Other options: guidance, eta, candidates, select, overlap, level
-    ("auto": an accompaniment as loud as its input, "input", "keep"), progress, threads. The models (None: the shipped ones) are loaded once and kept for later calls; for several model sets
-    hold a ``cocola.Generator`` yourself."""
+    ("auto": an accompaniment as loud as its input, "input", "keep"), progress, threads. The models (None: the
+    shipped ones) are loaded once and kept for later calls; for several model sets hold a ``cocola.Generator``
+    yourself."""
     key = (model, vae, vocoder, vocoder_model, judge)
     gen = _generators.get(key)
     if gen is None:

@@ -157,7 +157,8 @@ Runner add_eval_generation_command(CLI::App& app) {
             {"select", o->g.select}, {"model", o->model}, {"vae", o->vae}, {"vocoder", o->vocoder},
             {"vocoder_model", o->vocoder_model}, {"cocola_model", o->cocola_model}, {"second_model", o->second_model},
             {"cocola_guidance", o->g.cocola_guidance}, {"guide_model", o->guide_model}, {"guide_views", o->g.guide_views}, {"items_for_msdm", with_msdm}, {"msdm_model", o->msdm_model}, {"msdm_candidates", o->msdm_candidates}};
-        if (o->g.level != "keep") settings["level"] = o->g.level;  // absent: the level evaluations before --level had
+        // Recorded only when not "keep", so that evaluations made before --level existed still resume.
+        if (o->g.level != "keep") settings["level"] = o->g.level;
         const std::string log_path = o->out + "/items.jsonl", settings_path = o->out + "/settings.json";
         std::vector<componet::MeasuredItem> measured;
         std::set<std::tuple<std::string, std::string, size_t, std::string>> done;

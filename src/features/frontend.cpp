@@ -14,9 +14,9 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// The element-wise loops of this file are vectorised (built for AVX2 beside baseline x86-64, picked at run time; the
-// file is compiled without errno and FP traps so that square roots and selects can be) and compute exactly
-// what scalar code does.
+// The element-wise loops of this file are vectorised (built for AVX-512, AVX2 and baseline x86-64, picked at run
+// time; the file is compiled without errno, FP traps and multiply-add contraction, so that square roots and
+// selects vectorise and no rounding is fused away) and compute exactly what scalar code does.
 #if defined(__x86_64__) && !defined(__clang__)
 #define COCOLA_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
@@ -98,14 +98,14 @@ struct SparseBank {
 const SparseBank& htk_bank() { static const SparseBank b(htk_mel_filterbank()); return b; }
 const SparseBank& slaney_bank() { static const SparseBank b(slaney_mel_filterbank()); return b; }
 
-// Runs the STFT of the clip x[0, n) frame by frame; `sample(i)` returns the padded signal at index i relative to
-// the clip start (i may be negative or past the end); `emit(t, out)` receives the 513 complex bins of frame t.
 // out[k] = window[k] * x[k] for the 400 taps.
 COCOLA_VECTOR_CLONES
 void window_frame(const float* x, const double* window, double* out) {
     for (int k = 0; k < kWinLength; ++k) out[k] = window[k] * x[k];
 }
 
+// Runs the STFT of the clip x[0, n) frame by frame; `sample(i)` returns the padded signal at index i relative to
+// the clip start (i may be negative or past the end); `emit(t, out)` receives the 513 complex bins of frame t.
 template <typename Sample, typename Emit>
 void stft(const float* x, size_t n, Sample sample, Emit emit) {
     const int T = num_frames(n);

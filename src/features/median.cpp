@@ -6,8 +6,8 @@
 //   removal   r[k]  = w[k] < a ? w[k] : w[k+1]        (slots from a's on shift left; +inf enters at the top)
 //   insertion w'[k] = min(r[k], max(r[k-1], b))       (b lands where it belongs, the slots above shift right)
 // Four vector operations per slot and step for 8 outputs, no sort and no data-dependent branch. The result is
-// the same multiset as a sort would give, so the medians are bit-identical to scipy's. Built for AVX2 and for
-// baseline x86-64, picked at run time (target_clones).
+// the same multiset as a sort would give, so the medians are bit-identical to scipy's. Built for AVX-512
+// (x86-64-v4: mask blends), AVX2 and baseline x86-64, picked at run time (target_clones).
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -122,7 +122,7 @@ void median_lanes(const float* ext, int n, int size, float* out) {
         v8f prev = neg_inf;  // r[k-1]
         v8f wk = w[1];
 #pragma GCC unroll 64
-        for (int k = 1; k <= (Size > 0 ? Size : size); ++k) {
+        for (int k = 1; k <= size; ++k) {
             const v8f wn = w[k + 1];
             const v8f r = wk < a ? wk : wn;
             const v8f m = prev > b ? prev : b;
