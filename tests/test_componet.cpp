@@ -384,7 +384,6 @@ TEST(Componet, GenerateKeepsTheInputsLengthFromOneSecondToFortySeconds) {
     EXPECT_NE(r.out.find("junk.safetensors"), std::string::npos) << r.out;
 }
 
-// ---------------------------------------------------------------- MSDM, the baseline
 TEST(Componet, MatchLevelBringsAudioToTheReferencesLoudnessWithoutClipping) {
     auto sine = [](float amplitude, size_t n) {
         std::vector<float> x(n);
@@ -428,6 +427,7 @@ TEST(Componet, MatchLevelBringsAudioToTheReferencesLoudnessWithoutClipping) {
     EXPECT_EQ(resolve_level("input", parse_prompt("in: bass, drums; out: drums", builtin_tags())), "input");
 }
 
+// ---------------------------------------------------------------- MSDM, the baseline
 TEST(Msdm, InpaintingKeepsTheGivenSourcesAtTheirNoisedTruth) {
     at::Generator g0 = at::detail::createCPUGenerator(1);
     const at::Tensor x = at::randn({3, 8, 4, 6}, g0, at::kFloat), known = at::randn({1, 8, 4, 6}, g0, at::kFloat);

@@ -254,11 +254,10 @@ Runner add_generate_command(CLI::App& app) {
                 bar.update(done);
             };
             // --level auto: the prompt tells extraction from accompaniment unless the input is an undescribed mix
-            // ("in: mix; out: drums" is both), where --task does.
+            // ("in: mix; out: drums" is both), where --task does. (MSDM's wanted sources are never given ones, so
+            // its prompts resolve to "input".)
             componet::GenerateOptions go = o->g;
-            go.level = o->task == "extract" && go.level == "auto" ? "keep"
-                       : msdm && go.level == "auto"               ? "input"
-                                                                  : componet::resolve_level(go.level, prompts[i]);
+            go.level = o->task == "extract" && go.level == "auto" ? "keep" : componet::resolve_level(go.level, prompts[i]);
             componet::Generated g;
             if (msdm) {
                 std::vector<std::string> wanted;
