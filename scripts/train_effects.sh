@@ -2,12 +2,16 @@
 # Issue 23, the effects lever: fine-tunes the shipped default model on its own training songs plus the same songs
 # through random production effects (`cocola synth --effects random`), beside a control fine-tuned identically on
 # the dry songs alone, then evaluates both and the default on the dry and effects test sets and the
-# cross-SoundFont sets (docs/training.md section 17). Resumable: run it again after an interruption.
+# cross-SoundFont sets (docs/training.md section 17). A third arm, fly, trains on the dry songs with effects drawn
+# anew for every window and stem (`--stem-effects`, docs/training.md section 20). Resumable: run it again after an
+# interruption.
 #
-#   bash scripts/train_effects.sh                 # STEPS=300 each, both runs side by side (one thread each)
-#   STEPS=900 bash scripts/train_effects.sh       # continue both runs to 900 steps
+#   bash scripts/train_effects.sh                 # STEPS=300 each, the runs side by side (one thread each)
+#   STEPS=900 bash scripts/train_effects.sh       # continue the runs to 900 steps
+#   ARMS="dry fly" bash scripts/train_effects.sh  # the control and the on-the-fly effects (section 20)
 #
-# Environment: STEPS (default 300), DATA (default data), RUNS (default runs), OUT (default out/effects),
+# Environment: STEPS (default 300), ARMS (any of dry, fx, fly; default "dry fx"), STEM_EFFECTS (fly's
+# probability per stem, default 0.5), DATA (default data), RUNS (default runs), OUT (default out/effects),
 # EVAL=0 to train only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +20,14 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 OUT=${OUT:-out/effects}
 STEPS=${STEPS:-300}
+ARMS=${ARMS:-dry fx}
+STEM_EFFECTS=${STEM_EFFECTS:-0.5}
 MIDI=/usr/share/games/openttd/baseset/openmsx
 bash scripts/setup.sh
 
 # The default model's training songs (models/README.md), dry and through effects; the test songs likewise.
 $COCOLA synth --tracks 1200 --seed 1 -o "$DATA/procedural-1200"
-$COCOLA synth --tracks 1200 --seed 1 --effects random -o "$DATA/procedural-1200-fx"
+[[ " $ARMS " == *" fx "* ]] && $COCOLA synth --tracks 1200 --seed 1 --effects random -o "$DATA/procedural-1200-fx"
 $COCOLA synth --midi "$MIDI" -o "$DATA/openmsx"
 $COCOLA synth --midi "$MIDI" --effects random -o "$DATA/openmsx-fx"
 $COCOLA synth --demo -o "$DATA/demo"
@@ -31,22 +37,34 @@ $COCOLA synth --demo --effects random -o "$DATA/demo-fx"
 common=(--frontend hpss --batch 32 --lr 1e-4 --warmup 20 --lr-decay cosine --similarity-lr 1e-5
         --similarity-init-std 0.01 --loss symmetric --no-channel-masks --noise 0 --val-every 150 --val-batches 8
         --checkpoint-every 25 --seed 7 --aux-labels 3 --windows-per-track 2 --init models/cocola_default.safetensors)
-run() {  # run NAME DATA...
+run() {  # run NAME DATA [FLAGS...]
   local name=$1 data=$2
+  shift 2
   if [[ -f $RUNS/$name/checkpoint.safetensors ]]; then
     $COCOLA --threads 1 train --resume "$RUNS/$name" --steps "$STEPS"
   else
-    $COCOLA --threads 1 train --data "$data" -o "$RUNS/$name" --steps "$STEPS" "${common[@]}"
+    $COCOLA --threads 1 train --data "$data" -o "$RUNS/$name" --steps "$STEPS" "${common[@]}" "$@"
   fi
 }
 mkdir -p "$RUNS"
-run effects-dry "$DATA/procedural-1200,$DATA/openmsx" > "$RUNS/effects-dry.log" 2>&1 &
-dry=$!
-run effects-fx "$DATA/procedural-1200,$DATA/procedural-1200-fx,$DATA/openmsx,$DATA/openmsx-fx" > "$RUNS/effects-fx.log" 2>&1 &
-fx=$!
-wait $dry || { echo "train_effects: the dry run failed, see $RUNS/effects-dry.log" >&2; exit 1; }
-wait $fx || { echo "train_effects: the effects run failed, see $RUNS/effects-fx.log" >&2; exit 1; }
-echo "train_effects: trained to $STEPS steps ($RUNS/effects-dry, $RUNS/effects-fx; logs $RUNS/effects-*.log)"
+pids=()
+for arm in $ARMS; do
+  case $arm in
+    dry) run effects-dry "$DATA/procedural-1200,$DATA/openmsx" > "$RUNS/effects-dry.log" 2>&1 & ;;
+    fx) run effects-fx "$DATA/procedural-1200,$DATA/procedural-1200-fx,$DATA/openmsx,$DATA/openmsx-fx" \
+          > "$RUNS/effects-fx.log" 2>&1 & ;;
+    fly) run effects-fly "$DATA/procedural-1200,$DATA/openmsx" --stem-effects "$STEM_EFFECTS" \
+           > "$RUNS/effects-fly.log" 2>&1 & ;;
+    *) echo "train_effects: unknown arm $arm (dry, fx or fly)" >&2; exit 2 ;;
+  esac
+  pids+=("$!")
+done
+i=0
+for arm in $ARMS; do
+  wait "${pids[$i]}" || { echo "train_effects: the $arm run failed, see $RUNS/effects-$arm.log" >&2; exit 1; }
+  i=$((i + 1))
+done
+echo "train_effects: trained $ARMS to $STEPS steps (in $RUNS/effects-*; logs $RUNS/effects-*.log)"
 
 if [[ ${EVAL:-1} != 0 ]]; then
   mkdir -p "$OUT"
@@ -55,9 +73,11 @@ if [[ ${EVAL:-1} != 0 ]]; then
     [[ -d $DATA/$s ]] && sets="$sets,$DATA/$s"
   done
   # The table names models by file name.
-  cp "$RUNS/effects-dry/last.safetensors" "$OUT/effects_dry.safetensors"
-  cp "$RUNS/effects-fx/last.safetensors" "$OUT/effects_fx.safetensors"
-  $COCOLA eval --models "models/cocola_default.safetensors,$OUT/effects_dry.safetensors,$OUT/effects_fx.safetensors" \
-    --data "$sets" --split test --k 2 --rows "$OUT/rows.csv" -o "$OUT"
+  models=models/cocola_default.safetensors
+  for arm in $ARMS; do
+    cp "$RUNS/effects-$arm/last.safetensors" "$OUT/effects_$arm.safetensors"
+    models="$models,$OUT/effects_$arm.safetensors"
+  done
+  $COCOLA eval --models "$models" --data "$sets" --split test --k 2 --rows "$OUT/rows.csv" -o "$OUT"
   echo "train_effects: $OUT/eval.md"
 fi

@@ -417,6 +417,41 @@ TEST_F(Sampler, SubMixesAreSumsOfTheirStems) {
     }
 }
 
+TEST_F(Sampler, StemTransformSeesEachStemOnceWithItsOwnSeedAndSumsItsOutput) {
+    // The augmentation hook: every stem of both sides passes through it before the sums, with a seed that is a
+    // function of the batch alone (the same batch twice: the same seeds), and what it returns is what is summed.
+    data::SamplerOptions o = small_batches(5);
+    data::PairSampler plain(*cache_, o);
+    std::vector<uint64_t> seeds;
+    o.stem_transform = [&seeds](std::vector<float>& x, uint64_t seed) {
+        seeds.push_back(seed);
+        for (float& v : x) v = -2.0f * v;  // a transform whose effect on the sum is known
+    };
+    data::PairSampler flipped(*cache_, o);
+    for (size_t i = 0; i < 3; ++i) {
+        const auto x = plain.batch(1, i);
+        seeds.clear();
+        const auto y = flipped.batch(1, i);
+        size_t stems = 0;
+        for (int k = 0; k < x.K; ++k) stems += x.anchor_stems[k].size() + x.positive_stems[k].size();
+        ASSERT_EQ(seeds.size(), stems) << "each stem of each side once";
+        ASSERT_EQ(std::set<uint64_t>(seeds.begin(), seeds.end()).size(), stems) << "a seed of its own per stem";
+        ASSERT_EQ(x.anchor_stems, y.anchor_stems) << "the draw of windows and stems is unchanged";
+        ASSERT_EQ(x.offset, y.offset);
+        for (size_t j = 0; j < x.anchor.size(); ++j) {
+            ASSERT_NEAR(y.anchor[j], -2.0f * x.anchor[j], 1e-5f);
+            ASSERT_NEAR(y.positive[j], -2.0f * x.positive[j], 1e-5f);
+        }
+        const auto first = seeds;
+        seeds.clear();
+        flipped.batch(1, i);
+        ASSERT_EQ(seeds, first) << "the seeds are a function of the batch";
+    }
+    o.stem_transform = [](std::vector<float>& x, uint64_t) { x.pop_back(); };
+    data::PairSampler broken(*cache_, o);
+    EXPECT_THROW(broken.batch(0, 0), Error);
+}
+
 TEST_F(Sampler, SwapRolesSwapsAboutHalfThePairsAndNothingElse) {
     // The same windows and stem sets with and without --swap-roles; about half the pairs change sides, and the
     // anchors stop being the fuller side (the reference's draw: anchor size in [1, n-1], positive in [1, n - a]).

@@ -633,6 +633,40 @@ TEST(Train, DataWeightsAreRecordedAndFixedForTheRun) {
     EXPECT_NE(r.out.find("1 weights for 2 --data sources"), std::string::npos) << r.out;
 }
 
+// --stem-effects: windows go through random production chains drawn per window and stem, as a function of the
+// step's batch, so the run resumes exactly; the model sees other audio than without them; the option is kept.
+TEST(Train, StemEffectsChangeWhatTheModelHearsAndResumeExactly) {
+    const std::string base = testutil::temp_dir("train_stem_effects");
+    auto dry = tiny_options(base + "/dry", 3);
+    train::train(dry, false);
+    auto a = tiny_options(base + "/a", 3);
+    a.stem_effects = 1;
+    train::train(a, false);
+    auto b = tiny_options(base + "/b", 3);
+    b.stem_effects = 1;
+    int calls = 0;
+    train::train(b, false, {}, [&] { return ++calls == 2; });  // "Ctrl-C" after step 2
+    const auto kept = train::read_run_options(b.run_dir);
+    EXPECT_EQ(kept.stem_effects, 1.0);
+    train::train(kept, true);
+    const auto la = read_log(a.run_dir).loss;
+    EXPECT_EQ(la, read_log(b.run_dir).loss);
+    ASSERT_EQ(la.size(), 3u);
+    EXPECT_NE(la.front(), read_log(dry.run_dir).loss.front()) << "the first batch must sound different";
+    auto fa = safetensors::load(a.run_dir + "/last.safetensors");
+    auto fb = safetensors::load(b.run_dir + "/last.safetensors");
+    ASSERT_EQ(fa.tensors.size(), fb.tensors.size());
+    for (size_t i = 0; i < fa.tensors.size(); ++i)
+        EXPECT_TRUE(at::equal(fa.tensors[i].second, fb.tensors[i].second)) << fa.tensors[i].first;
+
+    auto bad = tiny_options(base + "/bad", 1);
+    bad.stem_effects = 1.5;
+    EXPECT_THROW(train::train(bad, false), Error);
+    auto r = testutil::run_cli("train --data " + tiny_cache() + " -o " + base + "/cli --stem-effects -0.1 --steps 1");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("--stem-effects"), std::string::npos) << r.out;
+}
+
 // ---------------------------------------------------------------- data-parallel training (--processes, --world-size)
 
 namespace {

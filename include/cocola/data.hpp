@@ -181,6 +181,11 @@ struct SamplerOptions {
     // for each anchor: the same song (key, tempo, instruments) at another moment, which only the moment's own
     // chords and beat phase tell apart. K must be a multiple of N.
     int windows_per_track = 1;
+    // Training augmentation (empty: none): each stem's window is passed through this before it joins its side's
+    // sub-mix, with a seed that depends only on (seed, epoch, batch, pair, stem), so a batch stays a pure function
+    // of its index (exact --resume). E.g. production effects drawn anew for every window (cocola train
+    // --stem-effects). Called on the thread that draws the batch.
+    std::function<void(std::vector<float>& stem_window, uint64_t seed)> stem_transform;
 };
 
 struct PairBatch {

@@ -73,6 +73,11 @@ struct TrainOptions {
     // on, still validated on). Empty: every source in proportion to its size, as the paper mixes its "All".
     // A small dataset mixed with a large one is otherwise seen for a few percent of the steps.
     std::vector<double> data_weights;
+    // Augmentation (0: off, the paper): the probability that each stem of a training window goes through a random
+    // production chain (synth::random_effect_chain, scaled back to the stem's level) before the sub-mixes are
+    // summed, drawn anew for every window, so that no song keeps one chain the model could learn
+    // (docs/training.md section 20). Validation windows stay dry.
+    double stem_effects = 0;
 };
 
 struct StepLog {

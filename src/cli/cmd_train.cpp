@@ -65,6 +65,13 @@ Runner add_train_command(CLI::App& app) {
                    "the moment, not only the song. 1: K distinct songs, the paper")
         ->check(CLI::Range(1, 64))
         ->capture_default_str();
+    app.add_option("--stem-effects", o->t.stem_effects,
+                   "Augmentation: the probability that each stem of a training window goes through a random chain of "
+                   "production effects (equalizer, filters, compression, overdrive, chorus, reverb: those of `cocola "
+                   "synth --effects random`), drawn anew for every window, before the sub-mixes are summed. 0: off "
+                   "(the paper)")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
     app.add_option("--similarity-lr", o->t.similarity_lr,

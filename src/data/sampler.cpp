@@ -197,8 +197,20 @@ PairBatch PairSampler::batch(int epoch, size_t i) const {
             b.anchor_stems[k].swap(b.positive_stems[k]);
         float* a = b.anchor.data() + static_cast<size_t>(k) * b.L;
         float* q = b.positive.data() + static_cast<size_t>(k) * b.L;
-        for (int s : b.anchor_stems[k]) cache_.read(w.track, s, w.offset, b.L, a, true);
-        for (int s : b.positive_stems[k]) cache_.read(w.track, s, w.offset, b.L, q, true);
+        if (!opt_.stem_transform) {
+            for (int s : b.anchor_stems[k]) cache_.read(w.track, s, w.offset, b.L, a, true);
+            for (int s : b.positive_stems[k]) cache_.read(w.track, s, w.offset, b.L, q, true);
+            continue;
+        }
+        std::vector<float> stem(static_cast<size_t>(b.L));
+        const uint64_t pseed = mix_seed(mix_seed(bseed, 0x57E3), k);
+        for (auto [side, out] : {std::pair{&b.anchor_stems[k], a}, std::pair{&b.positive_stems[k], q}})
+            for (int s : *side) {
+                cache_.read(w.track, s, w.offset, b.L, stem.data(), false);
+                opt_.stem_transform(stem, mix_seed(pseed, static_cast<uint64_t>(s)));
+                if (stem.size() != static_cast<size_t>(b.L)) throw Error("sampler: the stem transform changed the window's length");
+                for (int64_t j = 0; j < b.L; ++j) out[j] += stem[static_cast<size_t>(j)];
+            }
     }
     return b;
 }

@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "cocola/synth.hpp"
 #include "features/frontend_torch.hpp"
 
 namespace cocola::train {
@@ -35,6 +36,7 @@ void check_data_weights(const TrainOptions& o) {
 
 TrainingData::TrainingData(const TrainOptions& o) {
     check_data_weights(o);
+    if (!(o.stem_effects >= 0 && o.stem_effects <= 1)) throw Error("--stem-effects: a probability, from 0 to 1");
     schedule.weights = o.data_weights;
     schedule.seed = o.seed;
     for (const auto& dir : o.caches) {
@@ -45,6 +47,16 @@ TrainingData::TrainingData(const TrainOptions& o) {
         so.mode = o.pair_mode;
         so.swap_roles = o.swap_roles;
         so.windows_per_track = o.windows_per_track;
+        if (o.stem_effects > 0) {
+            const double p = o.stem_effects;
+            so.stem_transform = [p](std::vector<float>& stem, uint64_t seed) {
+                Rng rng(seed);
+                if (!rng.chance(p)) return;
+                // A silent stem stays silent whatever the chain; SoX's time is better spent elsewhere.
+                if (std::all_of(stem.begin(), stem.end(), [](float v) { return v == 0.0f; })) return;
+                stem = synth::apply_stem_effects(stem, synth::random_effect_chain(rng.next()));
+            };
+        }
         so.split = "train";
         so.seed = mix_seed(o.seed, caches.size());
         samplers.push_back(std::make_unique<data::PairSampler>(*caches.back(), so));

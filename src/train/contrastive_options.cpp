@@ -67,6 +67,7 @@ struct VisitTrainOptions {
         v(Option{"aux_labels", {"--aux-labels"}}, o.aux_labels);
         v(Option{"feature_path", {"--feature-path"}, true}, o.feature_path);
         v(Option{"data_weights", {"--data-weights"}}, o.data_weights);
+        v(Option{"stem_effects", {"--stem-effects"}}, o.stem_effects);
     }
 };
 
