@@ -3,15 +3,15 @@
 # through random production effects (`cocola synth --effects random`), beside a control fine-tuned identically on
 # the dry songs alone, then evaluates both and the default on the dry and effects test sets and the
 # cross-SoundFont sets (docs/training.md section 17). A third arm, fly, trains on the dry songs with effects drawn
-# anew for every window and stem (`--stem-effects`, docs/training.md section 20). Resumable: run it again after an
-# interruption.
+# anew for every window and stem (`--stem-effects`), a fourth, gain, with other mixing levels drawn anew for every
+# window and stem (`--stem-gain-db`; docs/training.md section 20). Resumable: run it again after an interruption.
 #
 #   bash scripts/train_effects.sh                 # STEPS=300 each, the runs side by side (one thread each)
 #   STEPS=900 bash scripts/train_effects.sh       # continue the runs to 900 steps
 #   ARMS="dry fly" bash scripts/train_effects.sh  # the control and the on-the-fly effects (section 20)
 #
-# Environment: STEPS (default 300), ARMS (any of dry, fx, fly; default "dry fx"), STEM_EFFECTS (fly's
-# probability per stem, default 0.5), DATA (default data), RUNS (default runs), OUT (default out/effects),
+# Environment: STEPS (default 300), ARMS (any of dry, fx, fly, gain; default "dry fx"), STEM_EFFECTS (fly's
+# probability per stem, default 0.5), STEM_GAIN_DB (gain's range, default 6), DATA (default data), RUNS (default runs), OUT (default out/effects),
 # EVAL=0 to train only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,7 @@ OUT=${OUT:-out/effects}
 STEPS=${STEPS:-300}
 ARMS=${ARMS:-dry fx}
 STEM_EFFECTS=${STEM_EFFECTS:-0.5}
+STEM_GAIN_DB=${STEM_GAIN_DB:-6}
 MIDI=/usr/share/games/openttd/baseset/openmsx
 bash scripts/setup.sh
 
@@ -55,7 +56,9 @@ for arm in $ARMS; do
           > "$RUNS/effects-fx.log" 2>&1 & ;;
     fly) run effects-fly "$DATA/procedural-1200,$DATA/openmsx" --stem-effects "$STEM_EFFECTS" \
            > "$RUNS/effects-fly.log" 2>&1 & ;;
-    *) echo "train_effects: unknown arm $arm (dry, fx or fly)" >&2; exit 2 ;;
+    gain) run effects-gain "$DATA/procedural-1200,$DATA/openmsx" --stem-gain-db "$STEM_GAIN_DB" \
+            > "$RUNS/effects-gain.log" 2>&1 & ;;
+    *) echo "train_effects: unknown arm $arm (dry, fx, fly or gain)" >&2; exit 2 ;;
   esac
   pids+=("$!")
 done

@@ -635,7 +635,8 @@ TEST(Train, DataWeightsAreRecordedAndFixedForTheRun) {
 
 // --stem-effects: windows go through random production chains drawn per window and stem, as a function of the
 // step's batch, so the run resumes exactly; the model sees other audio than without them; the option is kept.
-TEST(Train, StemEffectsChangeWhatTheModelHearsAndResumeExactly) {
+// --stem-gain-db likewise.
+TEST(Train, StemEffectsAndGainsChangeWhatTheModelHearsAndResumeExactly) {
     const std::string base = testutil::temp_dir("train_stem_effects");
     auto dry = tiny_options(base + "/dry", 3);
     train::train(dry, false);
@@ -659,8 +660,18 @@ TEST(Train, StemEffectsChangeWhatTheModelHearsAndResumeExactly) {
     for (size_t i = 0; i < fa.tensors.size(); ++i)
         EXPECT_TRUE(at::equal(fa.tensors[i].second, fb.tensors[i].second)) << fa.tensors[i].first;
 
+    // --stem-gain-db: other balances within the sub-mixes, recorded with the run.
+    auto gain = tiny_options(base + "/gain", 1);
+    gain.stem_gain_db = 12;
+    train::train(gain, false);
+    EXPECT_EQ(train::read_run_options(gain.run_dir).stem_gain_db, 12.0);
+    EXPECT_NE(read_log(gain.run_dir).loss.front(), read_log(dry.run_dir).loss.front());
+
     auto bad = tiny_options(base + "/bad", 1);
     bad.stem_effects = 1.5;
+    EXPECT_THROW(train::train(bad, false), Error);
+    bad.stem_effects = 0;
+    bad.stem_gain_db = -1;
     EXPECT_THROW(train::train(bad, false), Error);
     auto r = testutil::run_cli("train --data " + tiny_cache() + " -o " + base + "/cli --stem-effects -0.1 --steps 1");
     EXPECT_NE(r.code, 0);

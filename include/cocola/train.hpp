@@ -78,6 +78,10 @@ struct TrainOptions {
     // summed, drawn anew for every window, so that no song keeps one chain the model could learn
     // (docs/training.md section 20). Validation windows stay dry.
     double stem_effects = 0;
+    // Augmentation (0: off): each stem of a training window is scaled by a gain drawn uniformly in +-stem_gain_db
+    // dB, anew for every window, before the sub-mixes are summed: other balances within each sub-mix than the
+    // songs' own mixing levels (after the effects, when both are on).
+    double stem_gain_db = 0;
 };
 
 struct StepLog {

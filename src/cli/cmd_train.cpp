@@ -72,6 +72,12 @@ Runner add_train_command(CLI::App& app) {
                    "(the paper)")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
+    app.add_option("--stem-gain-db", o->t.stem_gain_db,
+                   "Augmentation: each stem of a training window is scaled by a gain drawn uniformly in +-G dB, anew "
+                   "for every window, before the sub-mixes are summed (other mixing levels than the songs' own). "
+                   "0: off (the paper)")
+        ->check(CLI::Range(0.0, 40.0))
+        ->capture_default_str();
     app.add_option("--batch", o->t.batch, "K windows per batch (K x K similarity matrix)")->capture_default_str();
     app.add_option("--lr", o->t.lr, "Adam learning rate")->capture_default_str();
     app.add_option("--similarity-lr", o->t.similarity_lr,

@@ -37,6 +37,7 @@ void check_data_weights(const TrainOptions& o) {
 TrainingData::TrainingData(const TrainOptions& o) {
     check_data_weights(o);
     if (!(o.stem_effects >= 0 && o.stem_effects <= 1)) throw Error("--stem-effects: a probability, from 0 to 1");
+    if (!(o.stem_gain_db >= 0 && o.stem_gain_db <= 40)) throw Error("--stem-gain-db: from 0 to 40 dB");
     schedule.weights = o.data_weights;
     schedule.seed = o.seed;
     for (const auto& dir : o.caches) {
@@ -47,14 +48,18 @@ TrainingData::TrainingData(const TrainOptions& o) {
         so.mode = o.pair_mode;
         so.swap_roles = o.swap_roles;
         so.windows_per_track = o.windows_per_track;
-        if (o.stem_effects > 0) {
-            const double p = o.stem_effects;
-            so.stem_transform = [p](std::vector<float>& stem, uint64_t seed) {
-                Rng rng(seed);
-                if (!rng.chance(p)) return;
-                // A silent stem stays silent whatever the chain; SoX's time is better spent elsewhere.
+        if (o.stem_effects > 0 || o.stem_gain_db > 0) {
+            const double p = o.stem_effects, g = o.stem_gain_db;
+            so.stem_transform = [p, g](std::vector<float>& stem, uint64_t seed) {
+                // A silent stem stays silent whatever the chain or gain; SoX's time is better spent elsewhere.
                 if (std::all_of(stem.begin(), stem.end(), [](float v) { return v == 0.0f; })) return;
-                stem = synth::apply_stem_effects(stem, synth::random_effect_chain(rng.next()));
+                Rng rng(seed);
+                if (p > 0 && rng.chance(p)) stem = synth::apply_stem_effects(stem, synth::random_effect_chain(rng.next()));
+                if (g > 0) {
+                    // Its own stream: the effects drawn for a window do not depend on whether gains are on.
+                    const float gain = static_cast<float>(std::pow(10.0, Rng(mix_seed(seed, 0x6A1)).uniform(-g, g) / 20));
+                    for (float& v : stem) v *= gain;
+                }
             };
         }
         so.split = "train";

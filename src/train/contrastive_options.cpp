@@ -68,6 +68,7 @@ struct VisitTrainOptions {
         v(Option{"feature_path", {"--feature-path"}, true}, o.feature_path);
         v(Option{"data_weights", {"--data-weights"}}, o.data_weights);
         v(Option{"stem_effects", {"--stem-effects"}}, o.stem_effects);
+        v(Option{"stem_gain_db", {"--stem-gain-db"}}, o.stem_gain_db);
     }
 };
 
