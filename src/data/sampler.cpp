@@ -187,6 +187,7 @@ PairBatch PairSampler::batch(int epoch, size_t i) const {
     b.anchor_stems.resize(b.K);
     b.positive_stems.resize(b.K);
     const uint64_t bseed = mix_seed(mix_seed(opt_.seed, 0xBA7C + static_cast<uint64_t>(epoch)), i);
+    std::vector<float> stem(opt_.stem_transform ? static_cast<size_t>(b.L) : 0);  // one stem's window (--stem-* only)
     for (int k = 0; k < b.K; ++k) {
         const Window& w = ws[k];
         b.track.push_back(w.track);
@@ -202,7 +203,6 @@ PairBatch PairSampler::batch(int epoch, size_t i) const {
             for (int s : b.positive_stems[k]) cache_.read(w.track, s, w.offset, b.L, q, true);
             continue;
         }
-        std::vector<float> stem(static_cast<size_t>(b.L));
         const uint64_t pseed = mix_seed(mix_seed(bseed, 0x57E3), k);
         for (auto [side, out] : {std::pair{&b.anchor_stems[k], a}, std::pair{&b.positive_stems[k], q}})
             for (int s : *side) {
