@@ -1,6 +1,7 @@
 // Multi-stem synthesis: MIDI files, procedural songs, per-channel rendering that sums to the mix, data sets on disk.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -111,6 +112,41 @@ TEST(Compose, DeterministicAndVaried) {
     EXPECT_EQ(meters.size(), 3u);
     EXPECT_GE(tonics.size(), 10u);
     EXPECT_GE(patterns.size(), 20u);
+}
+
+TEST(Compose, UnseenPlayingSharesNoPatternWithTrainingAndKeepsTheSongsHarmony) {
+    std::set<std::string> trained, unseen;
+    for (uint64_t seed = 0; seed < 120; ++seed) {
+        const auto t = synth::compose(seed, 12), u = synth::compose(seed, 12, "unseen");
+        // The same song underneath: key, tempo, meter and chords come before the playing is drawn.
+        EXPECT_EQ(u.tonic, t.tonic);
+        EXPECT_EQ(u.bpm, t.bpm);
+        EXPECT_EQ(u.meter_num, t.meter_num);
+        ASSERT_EQ(u.chords.size(), t.chords.size());
+        for (size_t i = 0; i < u.chords.size(); ++i) EXPECT_EQ(u.chords[i].symbol, t.chords[i].symbol);
+        EXPECT_NE(u.to_midi(), t.to_midi());
+        EXPECT_NE(u.to_json().find("\"playing\": \"unseen\""), std::string::npos);
+        EXPECT_EQ(t.to_json().find("\"playing\""), std::string::npos);  // training sets' sidecars unchanged
+        for (const auto& p : t.parts) trained.insert(p.role + ":" + p.pattern);
+        for (const auto& p : u.parts) {
+            unseen.insert(p.role + ":" + p.pattern);
+            if (p.role != "bass" && p.role != "chords" && p.role != "arp") continue;
+            // Held-out playing is still coherent: every pitched accompaniment note is a tone of its chord.
+            for (const auto& n : p.notes) {
+                const synth::ChordSpan* ch = &u.chords.back();
+                for (const auto& c : u.chords)
+                    if (n.tick >= c.start && n.tick < c.end) ch = &c;
+                EXPECT_NE(std::find(ch->pcs.begin(), ch->pcs.end(), n.key % 12), ch->pcs.end())
+                    << "seed " << seed << " " << p.role << ":" << p.pattern << " key " << n.key;
+            }
+            for (const auto& n : p.notes) ASSERT_GT(n.dur, 0);
+        }
+    }
+    EXPECT_GE(unseen.size(), 14u);
+    for (const auto& p : unseen)
+        if (p.rfind("counter:", 0) != 0) EXPECT_EQ(trained.count(p), 0u) << p << " is a training pattern";
+    EXPECT_EQ(synth::compose(7, 8, "unseen").to_midi(), synth::compose(7, 8, "unseen").to_midi());
+    EXPECT_THROW(synth::compose(7, 8, "unheard"), Error);
 }
 
 TEST(Compose, ChordTonesAndVoiceLeading) {
@@ -271,6 +307,17 @@ TEST(SynthCli, WritesASetAndReportsSpeed) {
     r = testutil::run_cli("synth --tracks 1 --seconds 4 --soundfont /nonexistent.sf2 -o " + out + "/x");
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("/nonexistent.sf2"), std::string::npos) << r.out;
+    // Held-out playing: the same song, other patterns, recorded in the sidecar; MIDI files are refused it.
+    r = testutil::run_cli("synth --tracks 2 --seconds 4 --seed 9 --split none --playing unseen -o " + out + "/u");
+    EXPECT_EQ(r.code, 0) << r.out;
+    const auto meta = nlohmann::json::parse(std::ifstream(out + "/u/song00001/meta.json"));
+    EXPECT_EQ(meta.at("playing"), "unseen");
+    EXPECT_EQ(meta.at("key"), nlohmann::json::parse(std::ifstream(out + "/song00001/meta.json")).at("key"));
+    r = testutil::run_cli("synth --midi " + out + " --playing unseen -o " + out + "/m");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("--playing applies to procedural songs"), std::string::npos) << r.out;
+    r = testutil::run_cli("synth --tracks 1 --playing human -o " + out + "/h");
+    EXPECT_NE(r.code, 0);
 }
 
 // ---------------------------------------------------------------- production effects (libsox)

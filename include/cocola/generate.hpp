@@ -157,6 +157,10 @@ struct VocoderConfig {
     int blocks = 8;
     int n_fft = 640;  // 4 x hop, Hann window of n_fft
     double mel_mean = -40, mel_std = 20;  // input normalisation, measured on the training data
+    // "none": the network predicts the log-magnitudes outright. "mel-inverse": it predicts a correction to the
+    // magnitudes the spectrogram implies through the filterbank (mel_inverse_magnitudes), as FreeV (Lv et al.
+    // 2024) does, so that it starts with the magnitudes right and spends its training on the phase.
+    std::string prior = "none";
 };
 
 class VocoderNet;  // src/generate/vocoder.cpp
@@ -193,6 +197,10 @@ at::Tensor mel_spectrograms_differentiable(const at::Tensor& audio);
 // The multi-resolution STFT loss of Yamamoto et al. (spectral convergence + log-magnitude L1 at FFT sizes 512,
 // 1024, 2048), averaged over resolutions, with autograd: audio [B, n] against reference [B, n].
 at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor& reference);
+// The STFT magnitudes [B, n_fft / 2 + 1, T] that log-mel spectrograms [B, 64, T] (dB) imply for a Hann window of
+// n_fft taps: the non-negative least-squares fit through the front-end's filterbank (the start Griffin-Lim uses,
+// here batched in float32 on the spectrogram's device), moved onto the n_fft bins. No gradient.
+at::Tensor mel_inverse_magnitudes(const at::Tensor& mel_db, int64_t n_fft);
 
 struct VocoderTrainOptions : GeneratorTraining {
     double mel_weight = 10.0;  // log-mel L1 (normalised units): what COCOLA reads, so it leads
@@ -200,6 +208,7 @@ struct VocoderTrainOptions : GeneratorTraining {
     int channels = 256;
     int blocks = 8;
     int n_fft = 640;
+    std::string prior = "none";  // VocoderConfig::prior
     VocoderTrainOptions() {
         steps = 3000;
         lr = 5e-4;

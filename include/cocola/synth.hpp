@@ -81,6 +81,7 @@ struct Song {
     int bars = 0;
     double seconds = 0;  // the length the song is rendered to
     std::vector<std::string> form;  // section label per bar ("intro", "A", "B", ...)
+    std::string playing = "trained";  // which playing styles: "trained", or "unseen" (held out from training)
     std::vector<ChordSpan> chords;
     std::vector<Part> parts;
 
@@ -91,7 +92,9 @@ struct Song {
 };
 
 // A new song from `seed` lasting at least `seconds`. Same seed and length: the same song, on every platform.
-Song compose(uint64_t seed, double seconds);
+// `playing` "unseen" draws drum grooves, bass lines, comping, arpeggios and lead rhythms from a held-out pool
+// that "trained" (every training set) never uses: a test of coherence in playing a model never heard.
+Song compose(uint64_t seed, double seconds, const std::string& playing = "trained");
 
 // ---------------------------------------------------------------- rendering
 struct ChannelAudio {
@@ -143,6 +146,9 @@ struct SetOptions {
     // "random": each stem goes through its own random chain of production effects (random_effect_chain), drawn
     // from the track and the stem's name, recorded in meta.json; "none": the dry render.
     std::string effects = "none";
+    // Procedural songs only: "trained" (the playing styles every training set uses) or "unseen" (the held-out
+    // ones, compose()).
+    std::string playing = "trained";
 };
 
 // A random production chain for one stem (SoX effects, audio::apply_effects), a function of `seed`: equalizer

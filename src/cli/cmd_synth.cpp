@@ -38,6 +38,12 @@ Runner add_synth_command(CLI::App& app) {
                    "SoundFont, recorded in meta.json")
         ->check(CLI::IsMember({"none", "random"}))
         ->capture_default_str();
+    app.add_option("--playing", o->set.playing,
+                   "Procedural songs: trained (the playing styles of every training set) or unseen (held-out drum "
+                   "grooves, bass lines, comping, arpeggios and lead rhythms: a test set of playing no model "
+                   "trained on)")
+        ->check(CLI::IsMember({"trained", "unseen"}))
+        ->capture_default_str();
     app.add_flag("--mix", o->set.write_mix, "Also write mix.wav (the sum of the stems) in each track folder");
     app.add_flag("--overwrite", o->set.overwrite, "Render tracks again even if their folder is complete");
     app.add_flag("--demo", o->demo, "The built-in demo set: 240 songs of 30 s, 2 hours (seed 0 unless --seed)");
@@ -52,6 +58,8 @@ Runner add_synth_command(CLI::App& app) {
             o->seconds = 30;
         }
         const bool midi = !o->midi_dir.empty();
+        if (midi && o->set.playing != "trained")
+            throw Error("synth: --playing applies to procedural songs; " + o->midi_dir + " holds MIDI files that already say how they are played");
         Progress bar(midi ? "synth --midi" : "synth", midi ? 0 : o->tracks);
         Progress* pb = &bar;
         std::unique_ptr<Progress> midi_bar;

@@ -22,6 +22,11 @@ Runner add_vocoder_train(CLI::App& app) {
     app.add_option("--width", o->t.channels, "Channels of the ConvNeXt backbone")->capture_default_str()->check(CLI::Range(1, 4096));
     app.add_option("--blocks", o->t.blocks, "ConvNeXt blocks")->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--n-fft", o->t.n_fft, "FFT size of the inverse STFT (hop 160)")->capture_default_str();
+    app.add_option("--prior", o->t.prior,
+                   "none: predict the STFT log-magnitudes outright; mel-inverse: predict a correction to the "
+                   "magnitudes the spectrogram implies through the mel filterbank (FreeV)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"none", "mel-inverse"}));
     app.footer("Trains the Vocos-style vocoder (log-mel -> STFT magnitude and phase -> inverse STFT) with the log-mel\n"
                "L1 and the multi-resolution STFT loss. Ctrl-C stops after the current step with a checkpoint; a killed\n"
                "run continues with --resume RUN, identically.");

@@ -2,6 +2,7 @@
 // inverse STFT. Also the differentiable log-mel and multi-resolution STFT loss it trains with.
 #include <torch/torch.h>
 
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -21,7 +22,7 @@ namespace {
 const char* kFormat = "cocola vocoder";
 
 nlohmann::json config_json(const VocoderConfig& c) {
-    return {{"channels", c.channels}, {"blocks", c.blocks}, {"n_fft", c.n_fft}, {"mel_mean", c.mel_mean}, {"mel_std", c.mel_std}};
+    return {{"channels", c.channels}, {"blocks", c.blocks}, {"n_fft", c.n_fft}, {"mel_mean", c.mel_mean}, {"mel_std", c.mel_std}, {"prior", c.prior}};
 }
 
 void check_config(const VocoderConfig& c, const std::string& where) {
@@ -30,6 +31,7 @@ void check_config(const VocoderConfig& c, const std::string& where) {
     if (c.blocks < 1 || c.blocks > 64) bad("blocks must be in [1, 64]");
     if (c.n_fft < 2 * kHopSamples || c.n_fft > 4096 || c.n_fft % 2) bad("n_fft must be even, in [320, 4096]");
     if (!(std::isfinite(c.mel_mean) && std::isfinite(c.mel_std) && c.mel_std > 0)) bad("mel_std must be > 0");
+    if (c.prior != "none" && c.prior != "mel-inverse") bad("prior must be none or mel-inverse, not '" + c.prior + "'");
 }
 
 at::Tensor hann(int64_t n, const at::Tensor& like) {
@@ -77,7 +79,11 @@ at::Tensor Vocoder::forward(const at::Tensor& mel_db) {
     const at::Tensor x = (at::cat({mel_db, mel_db.slice(2, T - 1, T)}, 2) - c.mel_mean) / c.mel_std;
     at::Tensor log_mag, phase;
     impl_->net->forward(x, log_mag, phase);
-    const at::Tensor mag = at::exp(log_mag.clamp_max(std::log(100.0)));
+    if (c.prior == "mel-inverse")
+        log_mag = log_mag + at::log(mel_inverse_magnitudes(at::cat({mel_db, mel_db.slice(2, T - 1, T)}, 2), c.n_fft));
+    // A cap against overflow while training: the first models learned under 100 (a sine of amplitude 0.6); the
+    // prior's full-scale sines reach 160.
+    const at::Tensor mag = at::exp(log_mag.clamp_max(std::log(c.prior == "none" ? 100.0 : 1000.0)));
     const at::Tensor spec = at::complex(mag * at::cos(phase), mag * at::sin(phase));
     return at::istft(spec, c.n_fft, kHopSamples, c.n_fft, hann(c.n_fft, spec), /*center=*/true, /*normalized=*/false,
                      /*onesided=*/true, T * kHopSamples, /*return_complex=*/false);
@@ -108,6 +114,7 @@ Vocoder Vocoder::load(const std::string& path) {
         c.n_fft = j.at("n_fft");
         c.mel_mean = j.at("mel_mean");
         c.mel_std = j.at("mel_std");
+        c.prior = j.value("prior", "none");  // files written before the prior existed have none
     } catch (const std::exception& e) {
         throw Error(path + ": malformed vocoder config in its metadata (" + e.what() + ")");
     }
@@ -144,6 +151,64 @@ at::Tensor mel_spectrograms_differentiable(const at::Tensor& audio) {
     const at::Tensor p = power(audio, features::kNFft, kHopSamples, features::kWinLength);  // [B, 513, frames + 1]
     const at::Tensor mel = at::matmul(mel_filterbank_float().to(audio.device()), p);
     return (10 * at::log10(mel.clamp_min(1e-10))).slice(2, 0, frames);
+}
+
+namespace {
+// What mel_inverse_magnitudes needs for one n_fft, on one device: the filterbank, its transpose and clamped
+// pseudo-inverse, and the map from the front-end's 513 bins onto n_fft / 2 + 1.
+struct MelInverse {
+    at::Tensor F, Ft, pinv, onto_bins;
+};
+
+MelInverse make_mel_inverse(int64_t n_fft, const at::Device& device) {
+    MelInverse m;
+    const at::Tensor F = mel_filterbank_float().to(at::kDouble);
+    const int64_t bins = n_fft / 2 + 1, front_bins = features::kNBins;
+    // Linear interpolation in frequency, times the square root of the ratio of the windows' energies (a periodic
+    // Hann of N taps has sum w^2 = 3N / 8; the front-end's has 400): the least-squares fit through 64 bands is a
+    // smooth spectral density, so it is scaled as broadband sound scales from one STFT to the other.
+    at::Tensor onto = at::zeros({bins, front_bins}, at::kDouble);
+    auto a = onto.accessor<double, 2>();
+    const double gain = std::sqrt(static_cast<double>(n_fft) / features::kWinLength);
+    for (int64_t k = 0; k < bins; ++k) {
+        const double f = static_cast<double>(k) * static_cast<double>(features::kNFft) / static_cast<double>(n_fft);
+        const int64_t j = std::min<int64_t>(static_cast<int64_t>(f), front_bins - 1);
+        const double w = f - static_cast<double>(j);
+        a[k][j] = (1 - w) * gain;
+        if (w > 0 && j + 1 < front_bins) a[k][j + 1] = w * gain;
+    }
+    const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
+    m.F = F.to(opts);
+    m.Ft = F.t().contiguous().to(opts);
+    m.pinv = at::linalg_pinv(F).to(opts);
+    m.onto_bins = onto.to(opts);
+    return m;
+}
+}  // namespace
+
+at::Tensor mel_inverse_magnitudes(const at::Tensor& mel_db, int64_t n_fft) {
+    if (mel_db.dim() != 3 || mel_db.size(1) != kMelBands)
+        throw Error("mel-inverse magnitudes: expected log-mel spectrograms [B, 64, T], got " + shape_text(mel_db.sizes()));
+    if (n_fft < 2 || n_fft % 2) throw Error("mel-inverse magnitudes: n_fft must be even");
+    static std::mutex mutex;
+    static std::map<std::pair<int64_t, std::string>, MelInverse> cache;
+    MelInverse m;
+    {
+        const std::lock_guard<std::mutex> lock(mutex);
+        const auto key = std::make_pair(n_fft, mel_db.device().str());
+        auto it = cache.find(key);
+        if (it == cache.end()) it = cache.emplace(key, make_mel_inverse(n_fft, mel_db.device())).first;
+        m = it->second;
+    }
+    torch::NoGradGuard no_grad;
+    const at::Tensor P = at::pow(10.0, mel_db.detach().to(at::kFloat).clamp(kMelFloorDb, kMelCeilingDb) / 10.0);
+    // Non-negative least squares min |F S - P| over S >= 0 by multiplicative updates from the clamped
+    // pseudo-inverse, as Griffin-Lim's start (mel_to_linear_magnitude) but with 16 updates: the network corrects
+    // the rest. Bins no filter covers stay at the floor.
+    at::Tensor S = at::matmul(m.pinv, P).clamp_min(1e-12);
+    const at::Tensor FtP = at::matmul(m.Ft, P);
+    for (int i = 0; i < 16; ++i) S = S * FtP / (at::matmul(m.Ft, at::matmul(m.F, S)) + 1e-30);
+    return at::matmul(m.onto_bins, S.sqrt()).clamp_min(1e-5);
 }
 
 at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor& reference) {

@@ -38,9 +38,15 @@ class VocoderNet : public torch::nn::Module {
         register_module("blocks", blocks);
         norm_out = register_module("norm_out", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.channels}).eps(1e-6)));
         head = register_module("head", torch::nn::Linear(c.channels, 2 * bins));
-        // Start quiet: magnitudes of about 1e-2 rather than 1, so the first steps do not fight a roar.
         torch::NoGradGuard no_grad;
-        head->bias.slice(0, 0, bins).fill_(std::log(1e-2));
+        if (c.prior == "mel-inverse") {
+            // The magnitude rows predict a correction to the mel-inverse magnitudes: start at none.
+            head->weight.slice(0, 0, bins).zero_();
+            head->bias.slice(0, 0, bins).zero_();
+        } else {
+            // Start quiet: magnitudes of about 1e-2 rather than 1, so the first steps do not fight a roar.
+            head->bias.slice(0, 0, bins).fill_(std::log(1e-2));
+        }
     }
     // Normalised mel [B, 64, T] -> log-magnitudes and phases [B, bins, T].
     void forward(const at::Tensor& x, at::Tensor& log_mag, at::Tensor& phase) {

@@ -26,6 +26,7 @@ struct VisitVocoderOptions {
         v(Option{"channels", {"--width"}}, o.channels);
         v(Option{"blocks", {"--blocks"}}, o.blocks);
         v(Option{"n_fft", {"--n-fft"}}, o.n_fft);
+        v(Option{"prior", {"--prior"}}, o.prior);
     }
 };
 
@@ -133,6 +134,7 @@ void train_vocoder(VocoderTrainOptions o, bool resume, const train::RowCallback&
     cfg.channels = o.channels;
     cfg.blocks = o.blocks;
     cfg.n_fft = o.n_fft;
+    cfg.prior = o.prior;
     if (!resume) std::tie(cfg.mel_mean, cfg.mel_std) = run.mel_statistics(o, kStatDraws);
     Vocoder voc(cfg, mix_seed(o.seed, 0x70C1u));
     voc.to(run.device);

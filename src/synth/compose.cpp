@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "cocola/error.hpp"
 #include "cocola/rng.hpp"
 #include "cocola/synth.hpp"
 
@@ -42,7 +43,7 @@ const std::vector<int> kDrumKits = {0, 8, 16, 24, 25, 32, 40};
 
 // Drum notes (GM percussion key map).
 enum Drum { KICK = 36, RIM = 37, SNARE = 38, CLAP = 39, CHH = 42, PHH = 44, OHH = 46, CRASH = 49, RIDE = 51,
-            TOM_LO = 45, TOM_MID = 47, TOM_HI = 50, TOM_FLOOR = 41 };
+            TOM_LO = 45, TOM_MID = 47, TOM_HI = 50, TOM_FLOOR = 41, COWBELL = 56, CLAVES = 75 };
 
 struct DrumLine {
     int key;
@@ -67,6 +68,20 @@ const DrumStyle kWaltz = {"waltz", 12, false, {{KICK, "X..........."}, {SNARE, "
 const DrumStyle kSixEight = {"six_eight", 12, false,
                              {{KICK, "X.........x."}, {SNARE, "......X....."}, {CHH, "x.x.x.x.x.x."}}};
 
+// The held-out playing styles (`cocola synth --playing unseen`): grooves no training song has, to measure how
+// well a model hears coherence in playing it never heard. Training sets never draw from these.
+const std::vector<DrumStyle> kUnseenStyles44 = {
+    {"bossa", 16, false, {{KICK, "X..xX..xX..xX..x"}, {CLAVES, "x..x..x...x.x..."}, {CHH, "x.x.x.x.x.x.x.x."}}},
+    {"breakbeat", 16, false, {{KICK, "X.........X.x..."}, {SNARE, "....X.....o.X..o"}, {OHH, "x...x...x...x..."}}},
+    {"one_drop", 16, false, {{KICK, "........X......."}, {RIM, "........x......."}, {CHH, "..x...x...x...x."}}},
+    {"shuffle", 16, true, {{RIDE, "x.x.x.x.x.x.x.x."}, {KICK, "X.....x.X.....x."}, {SNARE, "....X.......X..."}}},
+    {"train", 16, false, {{KICK, "X.......X......."}, {SNARE, "oxoXoxoXoxoXoxoX"}}},
+};
+const DrumStyle kUnseenWaltz = {"jazz_waltz", 12, true,
+                                {{RIDE, "x...x.x.x.x."}, {PHH, "....x...x..."}, {KICK, "X..........."}}};
+const DrumStyle kUnseenSixEight = {"bembe", 12, false,
+                                   {{COWBELL, "x.x.xx.x.x.x"}, {KICK, "X.....X....."}, {RIM, "...x.....x.."}}};
+
 int wrap12(int x) { return ((x % 12) + 12) % 12; }
 
 // The pitch with pitch class `pc` nearest to `ref`, kept inside [lo, hi] by octaves.
@@ -82,6 +97,7 @@ struct Ctx {
     Song& song;
     Rng& rng;
     const ModeDef& mode;
+    bool unseen;          // draw the held-out playing styles instead of the training ones
     int beat_ticks;       // the meter's beat: quarter, or dotted quarter in 6/8
     int beats_per_bar;
     int64_t total_ticks;  // composed length
@@ -205,7 +221,9 @@ void add(Part& p, int64_t tick, int64_t dur, int key, int vel) {
 // ---------------------------------------------------------------- roles
 void compose_drums(Ctx& c, Part& part) {
     const DrumStyle* st;
-    if (c.song.meter_num == 3) st = &kWaltz;
+    if (c.unseen) st = c.song.meter_num == 3 ? &kUnseenWaltz
+                       : (c.song.meter_num == 6 ? &kUnseenSixEight : &c.rng.pick(kUnseenStyles44));
+    else if (c.song.meter_num == 3) st = &kWaltz;
     else if (c.song.meter_num == 6) st = &kSixEight;
     else {
         // Swing suits the middle tempi, four-on-the-floor the faster ones.
@@ -250,6 +268,7 @@ void compose_bass(Ctx& c, Part& part) {
     std::vector<std::string> options = {"whole", "root_fifth", "eighths", "syncopated"};
     if (c.song.meter_num != 6) options.push_back("walking");
     if (c.song.meter_num == 6) options = {"whole", "root_fifth", "eighths"};
+    if (c.unseen) options = {"octaves", "arpeggio", "offbeat"};
     part.pattern = c.rng.pick(options);
     int prev = 40;
     const int lo = 28, hi = 50;
@@ -286,6 +305,23 @@ void compose_bass(Ctx& c, Part& part) {
                 const int key = s == 0 ? root : (c.rng.chance(0.3) ? fifth : (c.rng.chance(0.2) ? root + 12 : root));
                 add(part, ch.start + s * s16, (nxt - s) * s16 - 30, key, s == 0 ? vel : vel - 10);
             }
+        } else if (pat == "octaves") {  // held out: root and its octave alternating in eighths
+            int k = 0;
+            for (int64_t t = ch.start; t < ch.end; t += TPQ / 2, ++k)
+                add(part, t, TPQ / 2 - 40, k % 2 == 0 ? root : root + 12, k % 2 == 0 ? vel : vel - 18);
+        } else if (pat == "arpeggio") {  // held out: up and down the chord's tones, one per beat
+            std::vector<int> tones;
+            for (int pc : ch.pcs) tones.push_back(nearest_pitch(pc, root + 4, root, root + 12));
+            std::sort(tones.begin(), tones.end());
+            int k = 0;
+            for (int64_t t = ch.start; t < ch.end; t += c.beat_ticks, ++k) {
+                const int n = static_cast<int>(tones.size());
+                const int i = k % (2 * n - 2 > 0 ? 2 * n - 2 : 1);
+                add(part, t, c.beat_ticks - 30, tones[i < n ? i : 2 * n - 2 - i], k == 0 ? vel : vel - 10);
+            }
+        } else if (pat == "offbeat") {  // held out: silent downbeats, the root on the off-beat eighths
+            for (int64_t t = ch.start + TPQ / 2; t < ch.end; t += TPQ)
+                add(part, t, TPQ / 2 - 30, c.rng.chance(0.25) ? fifth : root, vel - 5);
         } else {  // walking: chord tones, then an approach to the next root by step or half step
             const int beats = static_cast<int>(len / c.beat_ticks);
             const auto& next = c.song.chords[std::min(ci + 1, c.song.chords.size() - 1)];
@@ -316,7 +352,16 @@ void compose_chords(Ctx& c, Part& part, bool pad, std::vector<std::vector<int>>&
     }
     const char* fig = nullptr;
     if (pad) {
-        part.pattern = "pad";
+        part.pattern = c.unseen ? "pulsing_pad" : "pad";
+    } else if (c.unseen) {
+        // Held out: reggae skank, a bossa comp, and rolled (strummed) chords.
+        std::vector<std::pair<const char*, const char*>> figs;
+        if (c.song.meter_num == 4) figs = {{"skank", "..x...x."}, {"bossa", "x.x..x.x"}, {"rolled", "x..x.x.."}};
+        else if (c.song.meter_num == 3) figs = {{"skank", ".x.x.x"}, {"rolled", "x....."}};
+        else figs = {{"pulse", "xxxxxx"}, {"rolled", "x....."}};
+        const auto& f = c.rng.pick(figs);
+        part.pattern = f.first;
+        fig = f.second;
     } else {
         std::vector<std::pair<const char*, const char*>> figs;  // name, one char per eighth of a bar
         if (c.song.meter_num == 4)
@@ -334,6 +379,12 @@ void compose_chords(Ctx& c, Part& part, bool pad, std::vector<std::vector<int>>&
         const auto& ch = c.song.chords[ci];
         if (!c.plays("chords", ch.start)) continue;
         const auto& v = voicings[ci];
+        if (pad && c.unseen) {  // held out: the pad struck again on every beat, softer after the first
+            for (int64_t t = ch.start; t < ch.end; t += c.beat_ticks)
+                for (size_t i = 0; i < v.size(); ++i)
+                    if (i == 0 || v[i] != v[i - 1]) add(part, t, c.beat_ticks - 30, v[i], t == ch.start ? 76 : 60);
+            continue;
+        }
         if (pad) {
             for (size_t i = 0; i < v.size(); ++i)
                 if (i == 0 || v[i] != v[i - 1]) add(part, ch.start, ch.end - ch.start - 20, v[i], 72);
@@ -341,7 +392,8 @@ void compose_chords(Ctx& c, Part& part, bool pad, std::vector<std::vector<int>>&
         }
         const int64_t e = TPQ / 2;
         const int n = static_cast<int>(std::strlen(fig));
-        const bool staccato = part.pattern == "offbeat";
+        const bool staccato = part.pattern == "offbeat" || part.pattern == "skank";
+        const bool rolled = part.pattern == "rolled";
         for (int64_t t = ch.start; t < ch.end; t += e) {
             const int s = static_cast<int>(((t % c.song.bar_ticks) / e) % n);
             if (fig[s] != 'x') continue;
@@ -349,17 +401,32 @@ void compose_chords(Ctx& c, Part& part, bool pad, std::vector<std::vector<int>>&
             while (nxt < n - s && fig[s + nxt] != 'x') ++nxt;
             const int64_t dur = staccato ? e / 2 : std::min<int64_t>(nxt * e, ch.end - t) - 30;
             const int vel = (s == 0 ? 86 : 74) + static_cast<int>(c.rng.range(-5, 5));
-            for (int k : v) add(part, t, dur, k, vel);
+            if (rolled) {  // strummed upwards: each voice 25 ticks after the one below
+                for (size_t i = 0; i < v.size(); ++i) add(part, t + 25 * static_cast<int64_t>(i), dur - 25 * static_cast<int64_t>(i), v[i], vel);
+            } else {
+                for (int k : v) add(part, t, dur, k, vel);
+            }
         }
     }
 }
 
 void compose_arp(Ctx& c, Part& part, const std::vector<std::vector<int>>& voicings) {
-    const bool fast = c.song.meter_num != 6 && c.song.bpm <= 112 && c.rng.chance(0.6);
-    const int64_t step = fast ? TPQ / 4 : TPQ / 2;
-    const std::vector<std::string> shapes = {"up", "down", "updown", "pinky"};
-    const std::string shape = c.rng.pick(shapes);
-    part.pattern = shape + (fast ? "16" : "8");
+    bool fast;
+    int64_t step;
+    std::string shape;
+    if (c.unseen) {
+        // Held out: triplet eighths in 4/4 and 3/4 (sixteenths in 6/8), and three shapes training never uses.
+        fast = c.song.meter_num != 6;
+        step = fast ? TPQ / 3 : TPQ / 4;
+        shape = c.rng.pick(std::vector<std::string>{"alberti", "converge", "random"});
+        part.pattern = shape + (fast ? "_triplets" : "16");
+    } else {
+        fast = c.song.meter_num != 6 && c.song.bpm <= 112 && c.rng.chance(0.6);
+        step = fast ? TPQ / 4 : TPQ / 2;
+        const std::vector<std::string> shapes = {"up", "down", "updown", "pinky"};
+        shape = c.rng.pick(shapes);
+        part.pattern = shape + (fast ? "16" : "8");
+    }
     for (size_t ci = 0; ci < c.song.chords.size(); ++ci) {
         const auto& ch = c.song.chords[ci];
         if (!c.plays("arp", ch.start)) continue;
@@ -375,11 +442,21 @@ void compose_arp(Ctx& c, Part& part, const std::vector<std::vector<int>>& voicin
         else if (shape == "updown") {
             seq = tones;
             for (int i = static_cast<int>(tones.size()) - 2; i > 0; --i) seq.push_back(tones[i]);
-        } else {
+        } else if (shape == "pinky") {
             for (size_t i = 1; i < tones.size(); ++i) {
                 seq.push_back(tones[0]);
                 seq.push_back(tones[i]);
             }
+        } else if (shape == "alberti") {  // low, high, middle, high
+            seq = {tones.front(), tones.back(), tones[tones.size() / 2], tones.back()};
+        } else if (shape == "converge") {  // the outer tones moving inwards
+            for (size_t lo = 0, hi = tones.size() - 1; lo <= hi; ++lo, --hi) {
+                seq.push_back(tones[lo]);
+                if (hi != lo) seq.push_back(tones[hi]);
+                if (hi == 0) break;
+            }
+        } else {  // random: a chord tone drawn anew for every step
+            for (int64_t t = ch.start; t < ch.end; t += step) seq.push_back(tones[c.rng.range(0, static_cast<int64_t>(tones.size()) - 1)]);
         }
         int k = 0;
         for (int64_t t = ch.start; t < ch.end; t += step, ++k) {
@@ -399,14 +476,22 @@ void compose_lead(Ctx& c, Part& part, std::vector<int>& contour) {
     };
     std::vector<Cell> cells;
     std::vector<double> weights;
-    if (c.song.meter_num == 6) {
+    if (c.unseen && c.song.meter_num == 6) {
+        // Held out: two against three (dotted eighths), short-long, a late entry.
+        cells = {{{360, 360}}, {{180, 180, 360}}, {{-360, 360}}, {{120, 600}}};
+        weights = {3, 2, 1, 1};
+    } else if (c.unseen) {
+        // Held out: triplets, a shuffle, a Scotch snap, a late entry, a dotted half.
+        cells = {{{160, 160, 160}}, {{320, 160}}, {{120, 360}}, {{-120, 360}}, {{720, 240}}};
+        weights = {3, 3, 1.5, 1, 1};
+    } else if (c.song.meter_num == 6) {
         cells = {{{720}}, {{480, 240}}, {{240, 240, 240}}, {{-240, 240, 240}}, {{-720}}};
         weights = {2, 3, 3, 1, 0.7};
     } else {
         cells = {{{480}}, {{240, 240}}, {{360, 120}}, {{-240, 240}}, {{-480}}, {{120, 120, 240}}, {{960}}};
         weights = {3, 3, 1.2, 1.2, 0.8, c.song.bpm < 110 ? 0.8 : 0.2, 1.2};
     }
-    part.pattern = "motif";
+    part.pattern = c.unseen ? "motif_unseen_rhythms" : "motif";
     const int bars_per_section = 4;
     std::map<std::string, std::vector<std::vector<int>>> rhythm_of_label;  // label -> per bar durations
     int cur = nearest_pitch(c.song.tonic, 74, lo, hi);
@@ -564,8 +649,11 @@ double Song::microseconds_per_quarter() const {
     return meter_num == 6 ? 60e6 / (bpm * 1.5) : 60e6 / bpm;
 }
 
-Song compose(uint64_t seed, double seconds) {
+Song compose(uint64_t seed, double seconds, const std::string& playing) {
+    if (playing != "trained" && playing != "unseen")
+        throw Error("synth: playing styles must be trained or unseen, got \"" + playing + "\"");
     Song s;
+    s.playing = playing;
     s.seed = seed;
     Rng rng(mix_seed(seed, 0x50C6));
     s.tonic = static_cast<int>(rng.range(0, 11));
@@ -582,7 +670,7 @@ Song compose(uint64_t seed, double seconds) {
     s.seconds = seconds;
     s.bars = std::max(1, static_cast<int>(std::ceil(seconds / bar_seconds)));
 
-    Ctx c{s, rng, mode, beat_ticks, s.meter_num == 4 ? 4 : (s.meter_num == 3 ? 3 : 2), s.bars * s.bar_ticks, {}, {}, {}};
+    Ctx c{s, rng, mode, playing == "unseen", beat_ticks, s.meter_num == 4 ? 4 : (s.meter_num == 3 ? 3 : 2), s.bars * s.bar_ticks, {}, {}, {}};
 
     // Form: sections of 4 bars; an intro for longer songs; labels from a common pattern.
     static const std::vector<std::string> forms = {"AABA", "ABAB", "AABB", "ABAC", "ABCA"};
@@ -733,6 +821,7 @@ std::string Song::to_json() const {
     j["bars"] = bars;
     j["seconds"] = seconds;
     j["form"] = form;
+    if (playing != "trained") j["playing"] = playing;
     json chs = json::array();
     for (const auto& c : chords) {
         if (c.start * sec_per_tick >= seconds) break;
