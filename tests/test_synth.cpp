@@ -115,9 +115,15 @@ TEST(Compose, DeterministicAndVaried) {
 }
 
 TEST(Compose, UnseenPlayingSharesNoPatternWithTrainingAndKeepsTheSongsHarmony) {
-    std::set<std::string> trained, unseen;
+    std::set<std::string> trained, unseen, varied;
     for (uint64_t seed = 0; seed < 120; ++seed) {
         const auto t = synth::compose(seed, 12), u = synth::compose(seed, 12, "unseen");
+        const auto v = synth::compose(seed, 12, "varied");
+        EXPECT_EQ(v.chords.size(), t.chords.size());
+        for (const auto& p : v.parts) {
+            varied.insert(p.role + ":" + p.pattern);
+            for (const auto& n : p.notes) ASSERT_GT(n.dur, 0);
+        }
         // The same song underneath: key, tempo, meter and chords come before the playing is drawn.
         EXPECT_EQ(u.tonic, t.tonic);
         EXPECT_EQ(u.bpm, t.bpm);
@@ -144,7 +150,15 @@ TEST(Compose, UnseenPlayingSharesNoPatternWithTrainingAndKeepsTheSongsHarmony) {
     }
     EXPECT_GE(unseen.size(), 14u);
     for (const auto& p : unseen)
-        if (p.rfind("counter:", 0) != 0) EXPECT_EQ(trained.count(p), 0u) << p << " is a training pattern";
+        if (p.rfind("counter:", 0) != 0) {
+            EXPECT_EQ(trained.count(p), 0u) << p << " is a training pattern";
+            EXPECT_EQ(varied.count(p), 0u) << p << " is in the varied training pool";
+        }
+    // Varied songs play both pools: most of the usual patterns and at least a dozen extra ones.
+    size_t extra = 0, usual = 0;
+    for (const auto& p : varied) (trained.count(p) ? usual : extra) += 1;
+    EXPECT_GE(extra, 12u);
+    EXPECT_GE(usual, trained.size() / 2);
     EXPECT_EQ(synth::compose(7, 8, "unseen").to_midi(), synth::compose(7, 8, "unseen").to_midi());
     EXPECT_THROW(synth::compose(7, 8, "unheard"), Error);
 }

@@ -81,7 +81,7 @@ struct Song {
     int bars = 0;
     double seconds = 0;  // the length the song is rendered to
     std::vector<std::string> form;  // section label per bar ("intro", "A", "B", ...)
-    std::string playing = "trained";  // which playing styles: "trained", or "unseen" (held out from training)
+    std::string playing = "trained";  // which playing styles: "trained", "unseen" (held out) or "varied"
     std::vector<ChordSpan> chords;
     std::vector<Part> parts;
 
@@ -93,7 +93,8 @@ struct Song {
 
 // A new song from `seed` lasting at least `seconds`. Same seed and length: the same song, on every platform.
 // `playing` "unseen" draws drum grooves, bass lines, comping, arpeggios and lead rhythms from a held-out pool
-// that "trained" (every training set) never uses: a test of coherence in playing a model never heard.
+// that "trained" (every training set) never uses: a test of coherence in playing a model never heard. "varied"
+// draws each role's style half the time from a third pool, disjoint from both (more variety to train on).
 Song compose(uint64_t seed, double seconds, const std::string& playing = "trained");
 
 // ---------------------------------------------------------------- rendering
@@ -146,8 +147,8 @@ struct SetOptions {
     // "random": each stem goes through its own random chain of production effects (random_effect_chain), drawn
     // from the track and the stem's name, recorded in meta.json; "none": the dry render.
     std::string effects = "none";
-    // Procedural songs only: "trained" (the playing styles every training set uses) or "unseen" (the held-out
-    // ones, compose()).
+    // Procedural songs only: "trained" (the playing styles every training set uses), "unseen" (the held-out
+    // ones) or "varied" (the trained ones and an extra pool, half and half per role): compose().
     std::string playing = "trained";
 };
 

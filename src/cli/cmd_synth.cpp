@@ -39,10 +39,11 @@ Runner add_synth_command(CLI::App& app) {
         ->check(CLI::IsMember({"none", "random"}))
         ->capture_default_str();
     app.add_option("--playing", o->set.playing,
-                   "Procedural songs: trained (the playing styles of every training set) or unseen (held-out drum "
-                   "grooves, bass lines, comping, arpeggios and lead rhythms: a test set of playing no model "
-                   "trained on)")
-        ->check(CLI::IsMember({"trained", "unseen"}))
+                   "Procedural songs: trained (the playing styles of the shipped models' training sets), unseen "
+                   "(held-out drum grooves, bass lines, comping, arpeggios and lead rhythms: a test set of playing "
+                   "no model trained on), or varied (each role half the time from an extra pool, disjoint from "
+                   "the held-out one: more variety to train on)")
+        ->check(CLI::IsMember({"trained", "unseen", "varied"}))
         ->capture_default_str();
     app.add_flag("--mix", o->set.write_mix, "Also write mix.wav (the sum of the stems) in each track folder");
     app.add_flag("--overwrite", o->set.overwrite, "Render tracks again even if their folder is complete");

@@ -82,6 +82,19 @@ const DrumStyle kUnseenWaltz = {"jazz_waltz", 12, true,
 const DrumStyle kUnseenSixEight = {"bembe", 12, false,
                                    {{COWBELL, "x.x.xx.x.x.x"}, {KICK, "X.....X....."}, {RIM, "...x.....x.."}}};
 
+// Extra training styles (`--playing varied`: each role draws from these or from the usual ones, half and half),
+// disjoint from the held-out ones above: does more variety in training carry over to playing never heard?
+const std::vector<DrumStyle> kExtraStyles44 = {
+    {"hiphop", 16, false, {{KICK, "X......xX.x....."}, {SNARE, "....X.......X..."}, {CHH, "x.xxx.x.x.xxx.x."}}},
+    {"motown", 16, false, {{KICK, "X.x...x.X.x...x."}, {SNARE, "x...X...x...X..."}, {CHH, "x.x.x.x.x.x.x.x."}}},
+    {"march", 16, false, {{KICK, "X.......X......."}, {SNARE, "X..oX.o.X..oXooo"}}},
+    {"toms", 16, false, {{TOM_FLOOR, "X..x..x...x..x.."}, {TOM_LO, "....x.......x..."}, {CHH, "x...x...x...x..."}}},
+};
+const DrumStyle kExtraWaltz = {"waltz_toms", 12, false,
+                               {{TOM_FLOOR, "X..........."}, {TOM_LO, "....x...x..."}, {CHH, "x.x.x.x.x.x."}}};
+const DrumStyle kExtraSixEight = {"ballad68", 12, false,
+                                  {{KICK, "X.....x....."}, {SNARE, "......X....."}, {RIDE, "x..x..x..x.."}}};
+
 int wrap12(int x) { return ((x % 12) + 12) % 12; }
 
 // The pitch with pitch class `pc` nearest to `ref`, kept inside [lo, hi] by octaves.
@@ -98,6 +111,10 @@ struct Ctx {
     Rng& rng;
     const ModeDef& mode;
     bool unseen;          // draw the held-out playing styles instead of the training ones
+    bool varied;          // draw each role's style from the extra pool half the time
+
+    // Whether this role plays an extra style (a draw only in varied songs, so the others keep their draws).
+    bool extra() { return varied && rng.chance(0.5); }
     int beat_ticks;       // the meter's beat: quarter, or dotted quarter in 6/8
     int beats_per_bar;
     int64_t total_ticks;  // composed length
@@ -223,6 +240,8 @@ void compose_drums(Ctx& c, Part& part) {
     const DrumStyle* st;
     if (c.unseen) st = c.song.meter_num == 3 ? &kUnseenWaltz
                        : (c.song.meter_num == 6 ? &kUnseenSixEight : &c.rng.pick(kUnseenStyles44));
+    else if (c.extra()) st = c.song.meter_num == 3 ? &kExtraWaltz
+                             : (c.song.meter_num == 6 ? &kExtraSixEight : &c.rng.pick(kExtraStyles44));
     else if (c.song.meter_num == 3) st = &kWaltz;
     else if (c.song.meter_num == 6) st = &kSixEight;
     else {
@@ -269,6 +288,7 @@ void compose_bass(Ctx& c, Part& part) {
     if (c.song.meter_num != 6) options.push_back("walking");
     if (c.song.meter_num == 6) options = {"whole", "root_fifth", "eighths"};
     if (c.unseen) options = {"octaves", "arpeggio", "offbeat"};
+    else if (c.extra()) options = {"dotted", "sixteenths", "tumbao"};
     part.pattern = c.rng.pick(options);
     int prev = 40;
     const int lo = 28, hi = 50;
@@ -305,6 +325,20 @@ void compose_bass(Ctx& c, Part& part) {
                 const int key = s == 0 ? root : (c.rng.chance(0.3) ? fifth : (c.rng.chance(0.2) ? root + 12 : root));
                 add(part, ch.start + s * s16, (nxt - s) * s16 - 30, key, s == 0 ? vel : vel - 10);
             }
+        } else if (pat == "dotted") {  // extra: a dotted eighth and a sixteenth on every beat
+            for (int64_t t = ch.start; t < ch.end; t += TPQ) {
+                add(part, t, 3 * TPQ / 4 - 30, root, vel);
+                add(part, t + 3 * TPQ / 4, TPQ / 4 - 20, c.rng.chance(0.3) ? fifth : root, vel - 20);
+            }
+        } else if (pat == "sixteenths") {  // extra: the root in sixteenths, accented on the beat
+            int k = 0;
+            for (int64_t t = ch.start; t < ch.end; t += TPQ / 4, ++k) add(part, t, TPQ / 4 - 20, root, k % 4 == 0 ? vel : vel - 25);
+        } else if (pat == "tumbao") {  // extra: the Latin bass's anticipations, on the fourth and seventh eighths
+            static const char fig[] = "...x..x.";
+            int k = 0;
+            for (int64_t t = ch.start; t < ch.end; t += TPQ / 2, ++k)
+                if (fig[((t % c.song.bar_ticks) / (TPQ / 2)) % 8] == 'x')
+                    add(part, t, std::min<int64_t>(TPQ, ch.end - t) - 30, k % 2 ? fifth : root, vel);
         } else if (pat == "octaves") {  // held out: root and its octave alternating in eighths
             int k = 0;
             for (int64_t t = ch.start; t < ch.end; t += TPQ / 2, ++k)
@@ -362,6 +396,15 @@ void compose_chords(Ctx& c, Part& part, bool pad, std::vector<std::vector<int>>&
         const auto& f = c.rng.pick(figs);
         part.pattern = f.first;
         fig = f.second;
+    } else if (c.extra()) {
+        // Extra: stabs, off-beat syncopation, bar hits; a hemiola in 6/8.
+        std::vector<std::pair<const char*, const char*>> figs;
+        if (c.song.meter_num == 4) figs = {{"stabs", "x.....x."}, {"syncopated", ".x..x..x"}, {"bar_hits", "x...x.x."}};
+        else if (c.song.meter_num == 3) figs = {{"two_three", "x..x.x"}};
+        else figs = {{"hemiola", "x.x.x."}};
+        const auto& f = c.rng.pick(figs);
+        part.pattern = f.first;
+        fig = f.second;
     } else {
         std::vector<std::pair<const char*, const char*>> figs;  // name, one char per eighth of a bar
         if (c.song.meter_num == 4)
@@ -392,7 +435,7 @@ void compose_chords(Ctx& c, Part& part, bool pad, std::vector<std::vector<int>>&
         }
         const int64_t e = TPQ / 2;
         const int n = static_cast<int>(std::strlen(fig));
-        const bool staccato = part.pattern == "offbeat" || part.pattern == "skank";
+        const bool staccato = part.pattern == "offbeat" || part.pattern == "skank" || part.pattern == "stabs";
         const bool rolled = part.pattern == "rolled";
         for (int64_t t = ch.start; t < ch.end; t += e) {
             const int s = static_cast<int>(((t % c.song.bar_ticks) / e) % n);
@@ -424,7 +467,8 @@ void compose_arp(Ctx& c, Part& part, const std::vector<std::vector<int>>& voicin
         fast = c.song.meter_num != 6 && c.song.bpm <= 112 && c.rng.chance(0.6);
         step = fast ? TPQ / 4 : TPQ / 2;
         const std::vector<std::string> shapes = {"up", "down", "updown", "pinky"};
-        shape = c.rng.pick(shapes);
+        const std::vector<std::string> extra_shapes = {"skip", "broken"};
+        shape = c.extra() ? c.rng.pick(extra_shapes) : c.rng.pick(shapes);
         part.pattern = shape + (fast ? "16" : "8");
     }
     for (size_t ci = 0; ci < c.song.chords.size(); ++ci) {
@@ -446,6 +490,16 @@ void compose_arp(Ctx& c, Part& part, const std::vector<std::vector<int>>& voicin
             for (size_t i = 1; i < tones.size(); ++i) {
                 seq.push_back(tones[0]);
                 seq.push_back(tones[i]);
+            }
+        } else if (shape == "skip") {  // extra: up in thirds of the chord, 1 3 2 4 ...
+            for (size_t i = 0; i + 1 < tones.size(); ++i) {
+                seq.push_back(tones[i]);
+                seq.push_back(tones[std::min(i + 2, tones.size() - 1)]);
+            }
+        } else if (shape == "broken") {  // extra: each tone twice, rising
+            for (int k : tones) {
+                seq.push_back(k);
+                seq.push_back(k);
             }
         } else if (shape == "alberti") {  // low, high, middle, high
             seq = {tones.front(), tones.back(), tones[tones.size() / 2], tones.back()};
@@ -476,6 +530,7 @@ void compose_lead(Ctx& c, Part& part, std::vector<int>& contour) {
     };
     std::vector<Cell> cells;
     std::vector<double> weights;
+    const bool extra_rhythms = !c.unseen && c.extra();
     if (c.unseen && c.song.meter_num == 6) {
         // Held out: two against three (dotted eighths), short-long, a late entry.
         cells = {{{360, 360}}, {{180, 180, 360}}, {{-360, 360}}, {{120, 600}}};
@@ -484,6 +539,14 @@ void compose_lead(Ctx& c, Part& part, std::vector<int>& contour) {
         // Held out: triplets, a shuffle, a Scotch snap, a late entry, a dotted half.
         cells = {{{160, 160, 160}}, {{320, 160}}, {{120, 360}}, {{-120, 360}}, {{720, 240}}};
         weights = {3, 3, 1.5, 1, 1};
+    } else if (extra_rhythms && c.song.meter_num == 6) {
+        // Extra: sixteenth figures and a held bar.
+        cells = {{{240, 120, 360}}, {{120, 120, 120, 360}}, {{1440}}, {{480, 240}}};
+        weights = {3, 2, 1, 2};
+    } else if (extra_rhythms) {
+        // Extra: runs of sixteenths, eighth-two-sixteenths, a rest then two sixteenths, two halves.
+        cells = {{{120, 120, 120, 120}}, {{240, 120, 120}}, {{-240, 120, 120}}, {{960, 960}}, {{480}}};
+        weights = {2, 3, 1, 1, 2};
     } else if (c.song.meter_num == 6) {
         cells = {{{720}}, {{480, 240}}, {{240, 240, 240}}, {{-240, 240, 240}}, {{-720}}};
         weights = {2, 3, 3, 1, 0.7};
@@ -491,7 +554,7 @@ void compose_lead(Ctx& c, Part& part, std::vector<int>& contour) {
         cells = {{{480}}, {{240, 240}}, {{360, 120}}, {{-240, 240}}, {{-480}}, {{120, 120, 240}}, {{960}}};
         weights = {3, 3, 1.2, 1.2, 0.8, c.song.bpm < 110 ? 0.8 : 0.2, 1.2};
     }
-    part.pattern = c.unseen ? "motif_unseen_rhythms" : "motif";
+    part.pattern = c.unseen ? "motif_unseen_rhythms" : (extra_rhythms ? "motif_extra_rhythms" : "motif");
     const int bars_per_section = 4;
     std::map<std::string, std::vector<std::vector<int>>> rhythm_of_label;  // label -> per bar durations
     int cur = nearest_pitch(c.song.tonic, 74, lo, hi);
@@ -650,8 +713,8 @@ double Song::microseconds_per_quarter() const {
 }
 
 Song compose(uint64_t seed, double seconds, const std::string& playing) {
-    if (playing != "trained" && playing != "unseen")
-        throw Error("synth: playing styles must be trained or unseen, got \"" + playing + "\"");
+    if (playing != "trained" && playing != "unseen" && playing != "varied")
+        throw Error("synth: playing styles must be trained, unseen or varied, got \"" + playing + "\"");
     Song s;
     s.playing = playing;
     s.seed = seed;
@@ -670,7 +733,7 @@ Song compose(uint64_t seed, double seconds, const std::string& playing) {
     s.seconds = seconds;
     s.bars = std::max(1, static_cast<int>(std::ceil(seconds / bar_seconds)));
 
-    Ctx c{s, rng, mode, playing == "unseen", beat_ticks, s.meter_num == 4 ? 4 : (s.meter_num == 3 ? 3 : 2), s.bars * s.bar_ticks, {}, {}, {}};
+    Ctx c{s, rng, mode, playing == "unseen", playing == "varied", beat_ticks, s.meter_num == 4 ? 4 : (s.meter_num == 3 ? 3 : 2), s.bars * s.bar_ticks, {}, {}, {}};
 
     // Form: sections of 4 bars; an intro for longer songs; labels from a common pattern.
     static const std::vector<std::string> forms = {"AABA", "ABAB", "AABB", "ABAC", "ABCA"};

@@ -197,8 +197,8 @@ SetReport write_procedural_set(uint64_t seed, size_t tracks, double seconds, con
     if (!(seconds > 0) || seconds > 3600) throw Error("synth: --seconds must be above 0 and at most 3600 (an hour a song)");
     if (opt.out_dir.empty()) throw Error("synth: no output directory");
     check_effects(opt);
-    if (opt.playing != "trained" && opt.playing != "unseen")
-        throw Error("synth: --playing must be trained or unseen, got \"" + opt.playing + "\"");
+    if (opt.playing != "trained" && opt.playing != "unseen" && opt.playing != "varied")
+        throw Error("synth: --playing must be trained, unseen or varied, got \"" + opt.playing + "\"");
     return run_parallel(tracks, opt, progress, [&](size_t i, Renderer& r) {
         char name[32];
         std::snprintf(name, sizeof(name), "song%05zu", i);
