@@ -16,6 +16,9 @@ Runner add_vocoder_train(CLI::App& app) {
         GeneratorCli cli;
     };
     auto o = std::make_shared<Opts>();
+    // New runs train with the prior (measured better, docs/generation.md section 4); the library's default stays
+    // "none", which is what a run folder written before the option existed holds.
+    o->t.prior = "mel-inverse";
     add_generator_training_flags(app, o->t, o->cli);
     app.add_option("--mel-weight", o->t.mel_weight, "Weight of the log-mel L1 (normalised units)")->capture_default_str();
     app.add_option("--stft-weight", o->t.stft_weight, "Weight of the multi-resolution STFT loss")->capture_default_str();
