@@ -8,6 +8,7 @@
 #include "cocola/error.hpp"
 #include "cocola/features.hpp"
 #include "cocola/generate.hpp"
+#include "generate/mel_inverse.hpp"
 
 namespace cocola::generate {
 namespace {
@@ -71,13 +72,8 @@ at::Tensor mel_to_linear_magnitude(const at::Tensor& mel_db) {
     torch::NoGradGuard no_grad;
     const at::Tensor& F = mel_filterbank();                               // [64, 513]
     const at::Tensor P = at::pow(10.0, mel_db.to(at::kDouble).cpu().clamp(kMelFloorDb, kMelCeilingDb) / 10.0);  // [64, T]
-    // Non-negative least squares min |F S - P| over S >= 0 by multiplicative updates (Lee & Seung), started from
-    // the clamped pseudo-inverse solution; bins no filter covers (below 60 Hz, above 7.8 kHz) stay at zero.
-    // F^T (F S) rather than (F^T F) S: 64 bands against 513 bins, 4x fewer operations.
-    at::Tensor S = at::matmul(at::linalg_pinv(F), P).clamp_min(1e-12);
-    const at::Tensor Ft = F.t(), FtP = at::matmul(Ft, P);
-    for (int i = 0; i < 50; ++i) S = S * FtP / (at::matmul(Ft, at::matmul(F, S)) + 1e-20);
-    return S.sqrt();
+    // Bins no filter covers (below 60 Hz, above 7.8 kHz) stay at (nearly) zero.
+    return nnls_through_filterbank(P, F, at::linalg_pinv(F), 50, 1e-20).sqrt();
 }
 
 std::vector<float> griffin_lim(const at::Tensor& mel_db, const GriffinLimOptions& o) {

@@ -11,6 +11,7 @@
 #include "cocola/generate.hpp"
 #include "cocola/safetensors.hpp"
 #include "generate/generator_training.hpp"
+#include "generate/mel_inverse.hpp"
 #include "generate/vocoder_net.hpp"
 
 namespace cocola::generate {
@@ -154,10 +155,10 @@ at::Tensor mel_spectrograms_differentiable(const at::Tensor& audio) {
 }
 
 namespace {
-// What mel_inverse_magnitudes needs for one n_fft, on one device: the filterbank, its transpose and clamped
-// pseudo-inverse, and the map from the front-end's 513 bins onto n_fft / 2 + 1.
+// What mel_inverse_magnitudes needs for one n_fft, on one device: the filterbank, its pseudo-inverse, and the
+// map from the front-end's 513 bins onto n_fft / 2 + 1.
 struct MelInverse {
-    at::Tensor F, Ft, pinv, onto_bins;
+    at::Tensor F, pinv, onto_bins;
 };
 
 MelInverse make_mel_inverse(int64_t n_fft, const at::Device& device) {
@@ -179,7 +180,6 @@ MelInverse make_mel_inverse(int64_t n_fft, const at::Device& device) {
     }
     const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
     m.F = F.to(opts);
-    m.Ft = F.t().contiguous().to(opts);
     m.pinv = at::linalg_pinv(F).to(opts);
     m.onto_bins = onto.to(opts);
     return m;
@@ -202,12 +202,9 @@ at::Tensor mel_inverse_magnitudes(const at::Tensor& mel_db, int64_t n_fft) {
     }
     torch::NoGradGuard no_grad;
     const at::Tensor P = at::pow(10.0, mel_db.detach().to(at::kFloat).clamp(kMelFloorDb, kMelCeilingDb) / 10.0);
-    // Non-negative least squares min |F S - P| over S >= 0 by multiplicative updates from the clamped
-    // pseudo-inverse, as Griffin-Lim's start (mel_to_linear_magnitude) but with 16 updates: the network corrects
-    // the rest. Bins no filter covers stay at the floor.
-    at::Tensor S = at::matmul(m.pinv, P).clamp_min(1e-12);
-    const at::Tensor FtP = at::matmul(m.Ft, P);
-    for (int i = 0; i < 16; ++i) S = S * FtP / (at::matmul(m.Ft, at::matmul(m.F, S)) + 1e-30);
+    // Griffin-Lim's start (mel_to_linear_magnitude) with 16 updates instead of 50: the network corrects the rest.
+    // Bins no filter covers stay at the floor.
+    const at::Tensor S = nnls_through_filterbank(P, m.F, m.pinv, 16, 1e-30);
     return at::matmul(m.onto_bins, S.sqrt()).clamp_min(1e-5);
 }
 
