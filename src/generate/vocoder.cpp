@@ -77,11 +77,12 @@ at::Tensor Vocoder::forward(const at::Tensor& mel_db) {
     const int64_t T = mel_db.size(2);
     // T frames centred on samples 0, 160, ... make T * 160 samples once a last frame closes the final hop: the
     // spectrogram dropped the front-end's half-padded last frame, so the last one is repeated.
-    const at::Tensor x = (at::cat({mel_db, mel_db.slice(2, T - 1, T)}, 2) - c.mel_mean) / c.mel_std;
+    const at::Tensor padded = at::cat({mel_db, mel_db.slice(2, T - 1, T)}, 2);
+    const at::Tensor x = (padded - c.mel_mean) / c.mel_std;
     at::Tensor log_mag, phase;
     impl_->net->forward(x, log_mag, phase);
     if (c.prior == "mel-inverse")
-        log_mag = log_mag + at::log(mel_inverse_magnitudes(at::cat({mel_db, mel_db.slice(2, T - 1, T)}, 2), c.n_fft));
+        log_mag = log_mag + at::log(mel_inverse_magnitudes(padded, c.n_fft));
     // A cap against overflow while training: the first models learned under 100 (a sine of amplitude 0.6); the
     // prior's full-scale sines reach 160.
     const at::Tensor mag = at::exp(log_mag.clamp_max(std::log(c.prior == "none" ? 100.0 : 1000.0)));
