@@ -161,6 +161,9 @@ struct VocoderConfig {
     // magnitudes the spectrogram implies through the filterbank (mel_inverse_magnitudes), as FreeV (Lv et al.
     // 2024) does, so that it starts with the magnitudes right and spends its training on the phase.
     std::string prior = "none";
+    // After the network, passes of match_log_mel that re-level its audio band by band towards the input spectrogram
+    // (inference only: vocode applies them, forward does not). 0 in files written before the option existed.
+    int mel_matching_passes = 0;
 };
 
 class VocoderNet;  // src/generate/vocoder.cpp
@@ -201,6 +204,11 @@ at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor&
 // n_fft taps: the non-negative least-squares fit through the front-end's filterbank (the start Griffin-Lim uses,
 // here batched in float32 on the spectrogram's device), moved onto the n_fft bins. No gradient.
 at::Tensor mel_inverse_magnitudes(const at::Tensor& mel_db, int64_t n_fft);
+// Audio [B, T * 160] re-levelled so that its log-mel comes closer to `target_db` [B, 64, T]: each pass takes the
+// front-end's STFT, measures the log-mel, spreads the band-by-band dB differences (clamped, with steps that adapt) onto the
+// bins the bands cover, scales the STFT by them and inverts it; phases are kept. What Griffin-Lim's iterations
+// do for its magnitudes, at the cost of one of them per pass. No gradient.
+at::Tensor match_log_mel(const at::Tensor& audio, const at::Tensor& target_db, int passes);
 
 struct VocoderTrainOptions : GeneratorTraining {
     double mel_weight = 10.0;  // log-mel L1 (normalised units): what COCOLA reads, so it leads
@@ -209,6 +217,7 @@ struct VocoderTrainOptions : GeneratorTraining {
     int blocks = 8;
     int n_fft = 640;
     std::string prior = "none";  // VocoderConfig::prior
+    int mel_matching_passes = 0;  // VocoderConfig::mel_matching_passes, written into the weights' config
     VocoderTrainOptions() {
         steps = 3000;
         lr = 5e-4;

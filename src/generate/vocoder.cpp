@@ -23,7 +23,8 @@ namespace {
 const char* kFormat = "cocola vocoder";
 
 nlohmann::json config_json(const VocoderConfig& c) {
-    return {{"channels", c.channels}, {"blocks", c.blocks}, {"n_fft", c.n_fft}, {"mel_mean", c.mel_mean}, {"mel_std", c.mel_std}, {"prior", c.prior}};
+    return {{"channels", c.channels}, {"blocks", c.blocks}, {"n_fft", c.n_fft}, {"mel_mean", c.mel_mean}, {"mel_std", c.mel_std}, {"prior", c.prior},
+            {"mel_matching_passes", c.mel_matching_passes}};
 }
 
 void check_config(const VocoderConfig& c, const std::string& where) {
@@ -33,6 +34,7 @@ void check_config(const VocoderConfig& c, const std::string& where) {
     if (c.n_fft < 2 * kHopSamples || c.n_fft > 4096 || c.n_fft % 2) bad("n_fft must be even, in [320, 4096]");
     if (!(std::isfinite(c.mel_mean) && std::isfinite(c.mel_std) && c.mel_std > 0)) bad("mel_std must be > 0");
     if (c.prior != "none" && c.prior != "mel-inverse") bad("prior must be none or mel-inverse, not '" + c.prior + "'");
+    if (c.mel_matching_passes < 0 || c.mel_matching_passes > 64) bad("mel_matching_passes must be in [0, 64]");
 }
 
 at::Tensor hann(int64_t n, const at::Tensor& like) {
@@ -97,7 +99,10 @@ std::vector<float> Vocoder::vocode(const at::Tensor& mel_db) const {
     torch::NoGradGuard no_grad;
     const bool was_training = impl_->net->is_training();
     impl_->net->eval();
-    const at::Tensor y = const_cast<Vocoder*>(this)->forward(mel_db.to(impl_->device, at::kFloat).unsqueeze(0))[0].cpu().contiguous();
+    const at::Tensor mel = mel_db.to(impl_->device, at::kFloat).unsqueeze(0);
+    at::Tensor y = const_cast<Vocoder*>(this)->forward(mel);
+    if (impl_->config.mel_matching_passes > 0) y = match_log_mel(y, mel, impl_->config.mel_matching_passes);
+    y = y[0].cpu().contiguous();
     if (was_training) impl_->net->train();
     return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
 }
@@ -117,6 +122,7 @@ Vocoder Vocoder::load(const std::string& path) {
         c.mel_mean = j.at("mel_mean");
         c.mel_std = j.at("mel_std");
         c.prior = j.value("prior", "none");  // files written before the prior existed have none
+        c.mel_matching_passes = j.value("mel_matching_passes", 0);
     } catch (const std::exception& e) {
         throw Error(path + ": malformed vocoder config in its metadata (" + e.what() + ")");
     }
@@ -207,6 +213,77 @@ at::Tensor mel_inverse_magnitudes(const at::Tensor& mel_db, int64_t n_fft) {
     // Bins no filter covers stay at the floor.
     const at::Tensor S = nnls_through_filterbank(P, m.F, m.pinv, 16, 1e-30);
     return at::matmul(m.onto_bins, S.sqrt()).clamp_min(1e-5);
+}
+
+namespace {
+// The front-end's STFT (Hann window of 400 taps in 1024 points, hop 160, centred with reflection) of clips [B, n],
+// frame-major [B, n / 160 + 1, 513], with its inverse. Each frame's time origin is its window's first sample instead
+// of the 1024 points' centre: the same magnitudes (the shift only turns phases), and, with zeros padded before the
+// transform and frames of 400 rather than 1024 points overlapped, about 4x quicker than at::stft / at::istft.
+class FrontEndStft {
+   public:
+    FrontEndStft(int64_t n, const at::TensorOptions& options)
+        : n_(n), window_(at::hann_window(features::kWinLength, options)) {
+        const int64_t frames = n / kHopSamples + 1;
+        envelope_ = overlap_add(window_.square().view({1, 1, features::kWinLength}).expand({1, frames, features::kWinLength}));
+    }
+    at::Tensor forward(const at::Tensor& audio) const {
+        const at::Tensor padded = at::reflection_pad1d(audio.unsqueeze(1), {kHalf, kHalf}).squeeze(1);  // [B, n + 400]
+        const at::Tensor frames = padded.unfold(1, features::kWinLength, kHopSamples) * window_;     // [B, F, 400]
+        return at::fft_rfft(at::constant_pad_nd(frames, {0, features::kNFft - features::kWinLength}), c10::nullopt, 2);
+    }
+    at::Tensor inverse(const at::Tensor& spec) const {
+        const at::Tensor frames = at::fft_irfft(spec, features::kNFft, 2).slice(2, 0, features::kWinLength) * window_;
+        return (overlap_add(frames) / envelope_).slice(1, kHalf, kHalf + n_);
+    }
+
+   private:
+    static constexpr int64_t kHalf = features::kWinLength / 2;
+    // frames [B, F, 400] -> their sum at hop 160, [B, (F - 1) * 160 + 400]
+    at::Tensor overlap_add(const at::Tensor& frames) const {
+        const int64_t length = (frames.size(1) - 1) * kHopSamples + features::kWinLength;
+        return at::col2im(frames.transpose(1, 2), {1, length}, {1, features::kWinLength}, {1, 1}, {0, 0}, {1, kHopSamples})
+            .view({frames.size(0), length});
+    }
+    int64_t n_;
+    at::Tensor window_, envelope_;
+};
+}  // namespace
+
+at::Tensor match_log_mel(const at::Tensor& audio_in, const at::Tensor& target_db, int passes) {
+    if (audio_in.dim() != 2 || target_db.dim() != 3 || target_db.size(0) != audio_in.size(0) ||
+        target_db.size(1) != kMelBands || target_db.size(2) < 2 || audio_in.size(1) != target_db.size(2) * kHopSamples)
+        throw Error("match log-mel: expected audio [B, T * 160] and spectrograms [B, 64, T >= 2], got " +
+                    shape_text(audio_in.sizes()) + " and " + shape_text(target_db.sizes()));
+    if (passes < 0) throw Error("match log-mel: passes must be >= 0");
+    torch::NoGradGuard no_grad;
+    // Why each band's step adapts: a gain that is smooth in time and frequency (an equaliser) is realised in full
+    // by the inverse STFT, but the vocoder's errors change from frame to frame, and the overlap-add keeps only about
+    // half of such a gain. So every (band, frame) starts at the measured difference and, Rprop-like, grows its step
+    // by 1.5 while the difference keeps its sign and halves it when it flips (measured on the vocoder's test clips:
+    // as good as the best fixed over-relaxation, 1.8, which overshoots an equaliser's error by 80% a pass). Each
+    // pass's difference is clamped to 12 dB, so a silent or clipped spot cannot blow up.
+    constexpr double kMaxStepDb = 12, kGrow = 1.5, kShrink = 0.5, kMinStep = 0.25, kMaxStep = 3;
+    const int64_t T = target_db.size(2), n = audio_in.size(1);
+    at::Tensor audio = audio_in.detach().to(at::kFloat);
+    const FrontEndStft stft(n, audio.options());
+    const at::Tensor target = target_db.detach().to(audio.options()).clamp(kMelFloorDb, kMelCeilingDb).transpose(1, 2);
+    const at::Tensor F = mel_filterbank_float().to(audio.device());                     // [64, 513]
+    const at::Tensor Ft = F.t(), onto_bins = F / F.sum(0, true).clamp_min(1e-12);        // bins no band covers get 0
+    at::Tensor step = at::ones_like(target), previous;                                   // frame-major [B, T, 64]
+    for (int i = 0; i < passes; ++i) {
+        const at::Tensor s = stft.forward(audio);  // [B, T + 1, 513]
+        // The log-mel as the front-end computes it (its T frames are the STFT's first T of T + 1).
+        const at::Tensor now = 10 * at::log10(at::matmul(s.slice(1, 0, T).abs().square(), Ft).clamp_min(1e-10));
+        const at::Tensor diff = (target - now).clamp(-kMaxStepDb, kMaxStepDb);
+        if (i > 0) step = at::where(diff * previous > 0, step * kGrow, step * kShrink).clamp(kMinStep, kMaxStep);
+        previous = diff;
+        // Each bin takes the filter-weighted mean of the bands that cover it; the last frame repeats frame T - 1.
+        at::Tensor gain_db = at::matmul(diff * step, onto_bins);
+        gain_db = at::cat({gain_db, gain_db.slice(1, T - 1, T)}, 1);
+        audio = stft.inverse(s * at::exp(gain_db * (M_LN10 / 20)));
+    }
+    return audio;
 }
 
 at::Tensor multi_resolution_stft_loss(const at::Tensor& audio, const at::Tensor& reference) {

@@ -27,6 +27,7 @@ struct VisitVocoderOptions {
         v(Option{"blocks", {"--blocks"}}, o.blocks);
         v(Option{"n_fft", {"--n-fft"}}, o.n_fft);
         v(Option{"prior", {"--prior"}}, o.prior);
+        v(Option{"mel_matching_passes", {"--mel-matching-passes"}, true}, o.mel_matching_passes);
     }
 };
 
@@ -135,6 +136,7 @@ void train_vocoder(VocoderTrainOptions o, bool resume, const train::RowCallback&
     cfg.blocks = o.blocks;
     cfg.n_fft = o.n_fft;
     cfg.prior = o.prior;
+    cfg.mel_matching_passes = o.mel_matching_passes;
     if (!resume) std::tie(cfg.mel_mean, cfg.mel_std) = run.mel_statistics(o, kStatDraws);
     Vocoder voc(cfg, mix_seed(o.seed, 0x70C1u));
     voc.to(run.device);
