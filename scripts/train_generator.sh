@@ -30,12 +30,13 @@ case $WHAT in
   # A Vocos-style vocoder: width 256, 8 ConvNeXt blocks at the frame rate, inverse STFT of 640 points; AdamW 5e-4,
   # log-mel L1 (weight 10, in units of the spectrogram's spread) plus the multi-resolution STFT loss, no adversary.
   # The magnitudes are a correction to those the mel implies through the filterbank (--prior mel-inverse, FreeV):
-  # at equal steps it halves the log-mel error of the vocoder without it (docs/generation.md section 4).
-  vocoder) ARGS=(--prior mel-inverse --width 256 --blocks 8 --n-fft 640 --batch 8 --crop-frames 128 --lr 5e-4 --warmup 100
+  # at equal steps it halves the log-mel error of the vocoder without it (docs/generation.md section 4). After the
+  # network, 8 passes re-level its audio to the input's log-mel (inference only; stored in the weights' config).
+  vocoder) ARGS=(--prior mel-inverse --mel-matching-passes 8 --width 256 --blocks 8 --n-fft 640 --batch 8 --crop-frames 128 --lr 5e-4 --warmup 100
                  --lr-decay cosine --mel-weight 10 --stft-weight 1 --clip-grad-norm 1 --val-every 250 --val-chunks 16
                  --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 4 --seed 0)
        TITLE="the generator's neural vocoder"
-       ABOUT="Vocos-style vocoder: log-mel (64 bands, hop 160) -> ConvNeXt at 100 frames/s -> STFT magnitude and phase (n_fft 640) -> inverse STFT at 16 kHz." ;;
+       ABOUT="Vocos-style vocoder: log-mel (64 bands, hop 160) -> ConvNeXt at 100 frames/s -> a correction to the STFT magnitudes the mel implies (mel-inverse prior) and the phase (n_fft 640) -> inverse STFT at 16 kHz -> 8 mel-matching passes." ;;
   # CompoNet at CPU scale: U-Net widths 32,64,128 (cross-attention to the prompt on the two lower levels), a
   # 64-wide prompt encoder of 2 layers, 2.56 s crops (8 x 16 x 64 latents), AdamW 2e-4, a pool of 1000 examples.
   # The GPU recipe (tools/gpu/train_on_gpu.sh MODEL=componet) is the paper-like default width 64,128,256.

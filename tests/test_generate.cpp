@@ -513,6 +513,15 @@ TEST(Generate, AVocodersMelMatchingPassesTravelInItsFileAndApplyWhenVocoding) {
     const auto back = generate::Vocoder::load(dir + "/v.safetensors");
     EXPECT_EQ(back.config().mel_matching_passes, 6);
     EXPECT_EQ(back.vocode(mel[0]), matched);
+    // `cocola vocoder export --mel-matching-passes N` rewrites the setting, the weights unchanged; out of range refused.
+    auto r = testutil::run_cli("vocoder export " + dir + "/v.safetensors --mel-matching-passes 0 -o " + dir + "/none.safetensors");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto none = generate::Vocoder::load(dir + "/none.safetensors");
+    EXPECT_EQ(none.config().mel_matching_passes, 0);
+    EXPECT_EQ(none.vocode(mel[0]), plain);
+    r = testutil::run_cli("vocoder export " + dir + "/v.safetensors --mel-matching-passes 65 -o " + dir + "/bad.safetensors");
+    EXPECT_NE(r.code, 0);
+    EXPECT_FALSE(fs::exists(dir + "/bad.safetensors"));
     c.mel_matching_passes = 65;
     EXPECT_THROW(generate::Vocoder bad(c), Error);
 }
