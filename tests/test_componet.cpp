@@ -416,6 +416,15 @@ TEST(Componet, MatchLevelBringsAudioToTheReferencesLoudnessWithoutClipping) {
     auto kept = sine(0.3f, 16000);
     EXPECT_EQ(match_level(kept, std::vector<float>(16000, 0.f)), 0.0);
     EXPECT_EQ(kept, sine(0.3f, 16000));
+    // Level "keep" only keeps audio inside full scale: a peak of 2 comes down to 0.99, a quiet clip is untouched.
+    auto over = sine(2.0f, 16000);
+    EXPECT_NEAR(limit_peak(over), 20 * std::log10(0.99 / 2.0), 1e-4);
+    float peak = 0.f;
+    for (float v : over) peak = std::max(peak, std::abs(v));
+    EXPECT_NEAR(peak, 0.99f, 1e-5);
+    auto under = sine(0.3f, 16000);
+    EXPECT_EQ(limit_peak(under), 0.0);
+    EXPECT_EQ(under, sine(0.3f, 16000));
     // "auto": a part of the input (extraction, removal) keeps its level; new stems (accompaniment, adding) take
     // the input's.
     auto level_for = [](const std::string& prompt) { return resolve_level("auto", parse_prompt(prompt, builtin_tags())); };

@@ -185,7 +185,7 @@ struct Generated {
     std::vector<float> audio;       // the input's length
     std::vector<double> chunk_scores;  // score of each kept chunk against its input chunk by the model that picks
                                        // (the judge; the guide for select "guide"), if there is one
-    double level_gain_db = 0;       // the gain of level "input" (0 for "keep")
+    double level_gain_db = 0;       // the gain applied: level "input"'s, or limit_peak's for "keep" (0 unless it clipped)
 };
 // Generates the output stems for `input` (16 kHz mono, any length) chunk by chunk, each chunk conditioned on
 // its input chunk, joined by raised-cosine crossfades. The vocoder null: Griffin-Lim. The judge may be null
@@ -207,6 +207,10 @@ Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const g
 // sample would pass +-0.99 (full scale keeps a margin for the WAV writer). Silent audio or reference: unchanged.
 // Returns the gain applied, in dB.
 double match_level(std::vector<float>& audio, const std::vector<float>& reference, double max_gain_db = 40);
+// Level "keep": the generator's own level, lowered only as far as its peak must to stay at 0.99 (a spectrogram
+// decoded louder than audio in [-1, 1] can be is rendered faithfully by the vocoder, and a file past full scale
+// clips wherever it is played). Returns the gain in dB: 0, or below 0 where it acted.
+double limit_peak(std::vector<float>& audio);
 
 // Chunk starts for n samples (chunk, hop = chunk - overlap; the last chunk may run past the end).
 std::vector<int64_t> chunk_starts(int64_t n, int64_t chunk, int64_t overlap);

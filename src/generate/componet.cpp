@@ -301,6 +301,16 @@ double match_level(std::vector<float>& audio, const std::vector<float>& referenc
     return gain_db;
 }
 
+double limit_peak(std::vector<float>& audio) {
+    float peak = 0.f;
+    for (float v : audio) peak = std::max(peak, std::abs(v));
+    constexpr float kCeiling = 0.99f;
+    if (!(peak > kCeiling)) return 0.0;
+    const float gain = kCeiling / peak;
+    for (float& v : audio) v *= gain;
+    return 20.0 * std::log10(static_cast<double>(gain));
+}
+
 std::string resolve_level(const std::string& level, const Prompt& prompt) {
     if (level != "auto") return level;
     // Described input stems all of which the output keeps or drops, and no new stem: a part of the input.
@@ -441,7 +451,7 @@ Generated generate_audio(Componet& model, const generate::Vae& vae, const genera
         if (progress) progress(k + 1, starts.size());
     }
     g.audio = join_chunks(chunks, starts, n);
-    if (resolve_level(o.level, prompt) == "input") g.level_gain_db = match_level(g.audio, input);
+    g.level_gain_db = resolve_level(o.level, prompt) == "input" ? match_level(g.audio, input) : limit_peak(g.audio);
     return g;
 }
 
@@ -526,6 +536,8 @@ Generated generate_msdm_audio(Componet& model, const generate::Vae& vae, const g
         for (const auto& part : given)
             for (size_t i = 0; i < given_sum.size(); ++i) given_sum[i] += part.second[i];
         g.level_gain_db = match_level(g.audio, given_sum);
+    } else {
+        g.level_gain_db = limit_peak(g.audio);
     }
     return g;
 }
