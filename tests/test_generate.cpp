@@ -424,11 +424,17 @@ TEST(Generate, MelInverseMagnitudesMatchTheLevelOfBroadbandSoundOnTheVocodersBin
     EXPECT_THROW(generate::mel_inverse_magnitudes(at::zeros({64, 10}), 640), Error);
 }
 
-TEST(Generate, AVocoderWithTheMelInversePriorStartsFromItsMagnitudesAndKeepsItInItsFile) {
+// A tiny vocoder's config with the mel-inverse prior.
+static generate::VocoderConfig tiny_prior_vocoder() {
     generate::VocoderConfig c;
     c.channels = 16;
     c.blocks = 2;
     c.prior = "mel-inverse";
+    return c;
+}
+
+TEST(Generate, AVocoderWithTheMelInversePriorStartsFromItsMagnitudesAndKeepsItInItsFile) {
+    generate::VocoderConfig c = tiny_prior_vocoder();
     generate::Vocoder v(c, 3);
     // Untrained, its magnitudes are the prior's; the untrained net's phases disagree from frame to frame, so the
     // overlap-add cancels part of them (about 12 dB here), but it starts near the spectrogram's level where the
@@ -492,10 +498,7 @@ TEST(Generate, MelMatchingPassesBringAMisLevelledClipsLogMelToItsTargetAndKeepIt
 }
 
 TEST(Generate, AVocodersMelMatchingPassesTravelInItsFileAndApplyWhenVocoding) {
-    generate::VocoderConfig c;
-    c.channels = 16;
-    c.blocks = 2;
-    c.prior = "mel-inverse";
+    generate::VocoderConfig c = tiny_prior_vocoder();
     generate::Vocoder v(c, 4);
     at::manual_seed(8);
     const at::Tensor noise = at::randn({1, 8000}) * 0.1;
