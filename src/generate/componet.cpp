@@ -285,6 +285,14 @@ double rms(const std::vector<float>& x) {
     return x.empty() ? 0.0 : std::sqrt(sum / static_cast<double>(x.size()));
 }
 
+float peak(const std::vector<float>& x) {
+    float p = 0.f;
+    for (float v : x) p = std::max(p, std::abs(v));
+    return p;
+}
+
+constexpr float kPeakCeiling = 0.99f;  // what level matching and the full-scale guard leave as the highest sample
+
 }  // namespace
 
 double match_level(std::vector<float>& audio, const std::vector<float>& reference, double max_gain_db) {
@@ -292,21 +300,16 @@ double match_level(std::vector<float>& audio, const std::vector<float>& referenc
     constexpr double kSilent = 1e-6;  // -120 dBFS: nothing to match, or nothing to match to
     if (level < kSilent || target < kSilent) return 0.0;
     double gain_db = std::clamp(20.0 * std::log10(target / level), -max_gain_db, max_gain_db);
-    float peak = 0.f;
-    for (float v : audio) peak = std::max(peak, std::abs(v));
-    constexpr double kCeiling = 0.99;
-    gain_db = std::min(gain_db, 20.0 * std::log10(kCeiling / peak));
+    gain_db = std::min(gain_db, 20.0 * std::log10(static_cast<double>(kPeakCeiling) / peak(audio)));
     const float gain = static_cast<float>(std::pow(10.0, gain_db / 20.0));
     for (float& v : audio) v *= gain;
     return gain_db;
 }
 
 double limit_peak(std::vector<float>& audio) {
-    float peak = 0.f;
-    for (float v : audio) peak = std::max(peak, std::abs(v));
-    constexpr float kCeiling = 0.99f;
-    if (!(peak > kCeiling)) return 0.0;
-    const float gain = kCeiling / peak;
+    const float highest = peak(audio);
+    if (!(highest > kPeakCeiling)) return 0.0;
+    const float gain = kPeakCeiling / highest;
     for (float& v : audio) v *= gain;
     return 20.0 * std::log10(static_cast<double>(gain));
 }
