@@ -202,6 +202,96 @@ TEST(Componet, TheDenoiserOverfitsATinySet) {
     EXPECT_LT(last, 0.5 * first);
 }
 
+TEST(Componet, AVModelGivesItsNoiseThroughVAndKeepsItsKindInItsFile) {
+    ComponetConfig c = tiny_config();
+    c.prediction = "v";
+    Componet m(c, 3);
+    scramble(m.net(), 12);
+    at::Generator g = at::detail::createCPUGenerator(13);
+    const at::Tensor z0 = at::randn({3, 4, 16, 32}, g, at::kFloat), noise = at::randn({3, 4, 16, 32}, g, at::kFloat);
+    const at::Tensor t = at::tensor({0, 500, 999}, at::kLong);
+    const at::Tensor a = m.alphas_cumprod().index_select(0, t).to(at::kFloat).view({-1, 1, 1, 1});
+    const at::Tensor x_t = a.sqrt() * z0 + (1 - a).sqrt() * noise;
+    at::Tensor tokens, mask;
+    m.tokenize({Prompt{}, Prompt{}, Prompt{}}, tokens, mask);
+    torch::NoGradGuard no_grad;
+    // the noise is read from the network's v
+    const at::Tensor v = m.predict(x_t, t, tokens, mask);
+    EXPECT_TRUE(at::allclose(m.predict_noise(x_t, t, tokens, mask), a.sqrt() * v + (1 - a).sqrt() * x_t, 1e-5, 1e-5));
+    // the target: a network that outputs it exactly gives the true noise, and x0 = sqrt(a) x_t - sqrt(1 - a) v
+    const at::Tensor target = m.prediction_target(z0, noise, t);
+    EXPECT_TRUE(at::allclose(a.sqrt() * target + (1 - a).sqrt() * x_t, noise, 1e-4, 1e-4));
+    EXPECT_TRUE(at::allclose(a.sqrt() * x_t - (1 - a).sqrt() * target, z0, 1e-4, 1e-4));
+    // at the top of the schedule v is nearly -x0 (sqrt(a) = 0.012), at the bottom nearly the noise (sqrt(1 - a) = 0.039)
+    EXPECT_LT((target[2] + z0[2]).abs().max().item<double>(), 0.012 * 6);
+    EXPECT_LT((target[0] - noise[0]).abs().max().item<double>(), 0.039 * 6);
+    // an epsilon model outputs the noise itself
+    Componet e(tiny_config(), 3);
+    scramble(e.net(), 12);
+    EXPECT_TRUE(at::equal(e.predict_noise(x_t, t, tokens, mask), e.predict(x_t, t, tokens, mask)));
+    EXPECT_TRUE(at::equal(e.prediction_target(z0, noise, t), noise));
+    // the kind travels in the file; a file without it is an epsilon model; anything else is refused
+    const std::string dir = testutil::temp_dir("componet_v");
+    m.save(dir + "/v.safetensors");
+    const Componet back = Componet::load(dir + "/v.safetensors");
+    EXPECT_EQ(back.config().prediction, "v");
+    nlohmann::json j = config_to_json(c);
+    j.erase("prediction");
+    EXPECT_EQ(config_from_json(j).prediction, "epsilon");
+    j["prediction"] = "x0";
+    EXPECT_THROW(config_from_json(j), Error);
+}
+
+TEST(Componet, InitStartsAnotherPredictionFromATrainedModelsWeights) {
+    const std::string base = testutil::temp_dir("componet_init");
+    const std::string pool = base + "/e1/pool.safetensors";
+    train_componet(tiny_training(base + "/e1", 1, 2), false);
+    train_componet(tiny_training(base + "/e2", 2, 2, base + "/e1/last.safetensors", pool), false);
+    // an epsilon model of both stages with weights far from anything two steps of training reach
+    Componet eps = Componet::load(base + "/e2/last.safetensors");
+    scramble(eps.net(), 21);
+    eps.save(base + "/eps.safetensors");
+    auto farthest = [](const torch::nn::Module& a, const torch::nn::Module& b, const std::string& prefix) {
+        auto pb = b.named_parameters();
+        double d = 0;
+        for (const auto& p : a.named_parameters())
+            if (p.key().rfind(prefix, 0) == 0) d = std::max(d, (p.value() - pb[p.key()]).abs().max().item<double>());
+        return d;
+    };
+
+    // stage 1: prompt encoder and U-Net start from the file's, the prediction is the one asked for
+    ComponetTrainOptions o = tiny_training(base + "/v1", 1, 2, "", pool);
+    o.prediction = "v";
+    o.init = base + "/eps.safetensors";
+    train_componet(o, false);
+    const Componet v1 = Componet::load(base + "/v1/last.safetensors");
+    EXPECT_EQ(v1.config().prediction, "v");
+    EXPECT_FALSE(v1.config().controlnet);
+    EXPECT_LT(farthest(v1.net(), eps.net(), "unet_"), 0.02);
+    EXPECT_LT(farthest(v1.net(), eps.net(), "prompt."), 0.02);
+    EXPECT_GT(farthest(Componet::load(base + "/e1/last.safetensors").net(), eps.net(), "unet_"), 0.2);  // not by chance
+
+    // stage 2: the adapter starts from the file's, the U-Net is the base's, the prediction the base's
+    ComponetTrainOptions o2 = tiny_training(base + "/v2", 2, 2, base + "/v1/last.safetensors", pool);
+    o2.init = base + "/eps.safetensors";
+    train_componet(o2, false);
+    const Componet v2 = Componet::load(base + "/v2/last.safetensors");
+    EXPECT_EQ(v2.config().prediction, "v");
+    EXPECT_LT(farthest(v2.net(), eps.net(), "controlnet."), 0.02);
+    EXPECT_EQ(farthest(v2.net(), v1.net(), "unet_"), 0);
+
+    // refused: another prediction than the base's in stage 2, an adapter from a file without one, a bad kind
+    ComponetTrainOptions bad = tiny_training(base + "/bad1", 2, 2, base + "/v1/last.safetensors", pool);
+    bad.prediction = "epsilon";
+    EXPECT_THROW(train_componet(bad, false), Error);
+    bad = tiny_training(base + "/bad2", 2, 2, base + "/v1/last.safetensors", pool);
+    bad.init = base + "/v1/last.safetensors";
+    EXPECT_THROW(train_componet(bad, false), Error);
+    bad = tiny_training(base + "/bad3", 1, 2, "", pool);
+    bad.prediction = "x0";
+    EXPECT_THROW(train_componet(bad, false), Error);
+}
+
 TEST(Componet, DdimIsDeterministicGivenTheSeed) {
     Componet m(tiny_config(), 4);
     scramble(m.net(), 9);

@@ -63,6 +63,12 @@ struct ComponetConfig {
     int max_prompt_tokens = 32;
     int diffusion_steps = 1000;
     double beta_start = 0.0015, beta_end = 0.0195;  // "scaled linear" (linear in sqrt(beta)), as latent diffusion
+    // What the network outputs: "epsilon", the noise (DDPM, the paper's CompoNet), or "v" = sqrt(a) eps - sqrt(1 - a) x0
+    // (Salimans & Ho 2022). At the top of the schedule (a ~ 2e-4 at t = 980) an epsilon model's clean estimate
+    // x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) multiplies its error 70-fold, and the first DDIM steps fix the latent's
+    // per-channel means (the chunk's loudness and spectral balance) from that estimate; a v model's x0 is its own
+    // output there. Files without the key are epsilon models.
+    std::string prediction = "epsilon";
     bool controlnet = false;       // stage 2: the adapter is present
     std::vector<std::string> vocabulary;  // tags the prompt encoder knows (builtin_tags() and the data's classes)
     nlohmann::json vae;            // the VAE config the latents came from (generation checks it)
@@ -99,10 +105,16 @@ class Componet {
     // Tokens [B, S, 3] (tag id, number, section) and their mask [B, S] (true where a token is) for prompts (the
     // empty prompt: the unconditional one), on the model's device.
     void tokenize(const std::vector<Prompt>& prompts, at::Tensor& tokens, at::Tensor& mask) const;
-    // The predicted noise for latents x_t [B, C, H, W] at timesteps t [B] (int64), prompts as tokens, and (with
-    // the adapter) the control latents w [B, C, H, W] (undefined: no adapter contribution). With autograd.
+    // The network's own output (its config's `prediction`) for latents x_t [B, C, H, W] at timesteps t [B] (int64),
+    // prompts as tokens, and (with the adapter) the control latents w [B, C, H, W] (undefined: no adapter
+    // contribution). With autograd.
+    at::Tensor predict(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& tokens, const at::Tensor& mask,
+                       const at::Tensor& control = {});
+    // The predicted noise, whatever the network outputs (what samplers use). With autograd.
     at::Tensor predict_noise(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& tokens,
                              const at::Tensor& mask, const at::Tensor& control = {});
+    // What predict() should output for clean latents z0 noised by `noise` at timesteps t (the training target).
+    at::Tensor prediction_target(const at::Tensor& z0, const at::Tensor& noise, const at::Tensor& t) const;
 
     // alpha_bar(t) for t = 0 .. diffusion_steps - 1 (float64).
     const at::Tensor& alphas_cumprod() const;
@@ -233,6 +245,10 @@ struct ComponetTrainOptions : generate::GeneratorTraining {
     double mix_tag = 0.2;          // stage 2: input tags replaced by "mix" this often
     double weight_decay = 1e-3;
     std::vector<std::string> sources;  // non-empty: train an MSDM-style joint model over these sources (stage 1 only)
+    std::string prediction;        // ComponetConfig::prediction; empty: epsilon in stage 1, the base's in stage 2
+    // A model file whose weights the trained modules start from (stage 1: prompt encoder and U-Net; stage 2: the
+    // adapter), e.g. to turn an epsilon model into a v model by fine-tuning rather than from scratch.
+    std::string init;
     ComponetTrainOptions() {
         steps = 2000;
         batch = 8;

@@ -22,6 +22,14 @@ Runner add_componet_train(CLI::App& app, bool msdm) {
     auto o = std::make_shared<Opts>();
     if (msdm) o->t.sources = {"bass", "drums", "guitar", "piano"};
     add_generator_training_flags(app, o->t, o->cli);
+    app.add_option("--prediction", o->t.prediction,
+                   "What the denoiser outputs: epsilon (the noise, as the paper) or v (sqrt(a) eps - sqrt(1-a) x0: its clean estimate "
+                   "is exact where the noise is loudest, which sets each chunk's loudness and spectral balance); default: epsilon"
+                   + std::string(msdm ? "" : ", stage 2 its --base's"))
+        ->check(CLI::IsMember({"epsilon", "v"}));
+    app.add_option("--init", o->t.init, msdm ? "Start from this MSDM model's weights (fine-tuning, e.g. to another --prediction)"
+                                             : "Start the trained modules from this model's weights (stage 1: prompt encoder and U-Net, "
+                                               "e.g. of a shipped model, to fine-tune it to another --prediction; stage 2: the adapter)");
     if (msdm) {
         app.add_option("--sources", o->t.sources, "The fixed sources (stem tags), stacked as latent channels; a source is the "
                                                   "mix of a song's stems of that tag")
@@ -33,7 +41,7 @@ Runner add_componet_train(CLI::App& app, bool msdm) {
         app.add_option("--channels", o->t.channels, "U-Net widths per level")->delimiter(',')->capture_default_str();
         app.add_option("--res-blocks", o->t.res_blocks, "Residual blocks per level")->capture_default_str()->check(CLI::Range(1, 8));
         app.add_option("--weight-decay", o->t.weight_decay, "AdamW weight decay")->capture_default_str();
-        app.footer("Trains one unconditional denoiser (epsilon prediction, 1000 steps) over the joint distribution of the\n"
+        app.footer("Trains one unconditional denoiser (epsilon or v prediction, 1000 steps) over the joint distribution of the\n"
                    "sources: each training chunk's sources are encoded by the VAE one by one and stacked (an absent source:\n"
                    "the latent of silence). Accompaniment is inpainting (cocola generate --model MSDM). --crop-frames must\n"
                    "divide by 16. Ctrl-C stops after the current step with a checkpoint; --resume RUN continues identically.");
@@ -54,7 +62,7 @@ Runner add_componet_train(CLI::App& app, bool msdm) {
     app.add_option("--prompt-drop", o->t.prompt_drop, "Prompts dropped for classifier-free guidance")->capture_default_str();
     app.add_option("--mix-tag", o->t.mix_tag, "Stage 2: input tags replaced by \"mix\" this often")->capture_default_str();
     app.add_option("--weight-decay", o->t.weight_decay, "AdamW weight decay")->capture_default_str();
-    app.footer("Stage 1 trains the denoiser (epsilon prediction, 1000 steps) on VAE latents of sub-mixes, prompted with\n"
+    app.footer("Stage 1 trains the denoiser (epsilon or v prediction, 1000 steps) on VAE latents of sub-mixes, prompted with\n"
                "\"out: <their stems>\"; stage 2 adds the ControlNet adapter to a stage-1 model and trains it with input and\n"
                "output stems drawn independently (accompaniment, extraction, adding, removing). --crop-frames must divide\n"
                "by 16. The first run of a pool encodes it (progress shown). Ctrl-C stops after the current step with a\n"

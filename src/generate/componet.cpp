@@ -30,7 +30,7 @@ nlohmann::json config_to_json(const ComponetConfig& c) {
             {"diffusion_steps", c.diffusion_steps},   {"beta_start", c.beta_start},
             {"beta_end", c.beta_end},                 {"controlnet", c.controlnet},
             {"vocabulary", c.vocabulary},             {"vae", c.vae},
-            {"sources", c.sources}};
+            {"sources", c.sources},                   {"prediction", c.prediction}};
 }
 
 ComponetConfig config_from_json(const nlohmann::json& j) {
@@ -50,6 +50,8 @@ ComponetConfig config_from_json(const nlohmann::json& j) {
     c.vocabulary = j.at("vocabulary").get<std::vector<std::string>>();
     c.vae = j.value("vae", nlohmann::json::object());
     c.sources = j.value("sources", std::vector<std::string>{});
+    c.prediction = j.value("prediction", std::string("epsilon"));
+    if (c.prediction != "epsilon" && c.prediction != "v") throw Error("prediction must be \"epsilon\" or \"v\", not \"" + c.prediction + "\"");
     if (c.is_msdm() && c.controlnet) throw Error("an MSDM model has no ControlNet adapter");
     if (c.channels.empty() || c.latent_channels < 1 || c.res_blocks < 1 || c.prompt_dim < 1 || c.diffusion_steps < 2 ||
         c.max_prompt_tokens < 2 || !(c.beta_start > 0 && c.beta_end < 1 && c.beta_start <= c.beta_end))
@@ -157,9 +159,32 @@ void Componet::tokenize(const std::vector<Prompt>& prompts, at::Tensor& tokens, 
     mask = mask.to(device());
 }
 
+at::Tensor Componet::predict(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& tokens, const at::Tensor& mask,
+                             const at::Tensor& control) {
+    return impl_->net->forward(x_t, t, tokens, mask, control);
+}
+
+namespace {
+// sqrt(alpha_bar(t)) and sqrt(1 - alpha_bar(t)) as [B, 1, 1, 1] on `like`'s device and dtype.
+std::pair<at::Tensor, at::Tensor> noise_levels(const at::Tensor& alphas_cumprod, const at::Tensor& t, const at::Tensor& like) {
+    const at::Tensor a = alphas_cumprod.index_select(0, t.to(at::kCPU, at::kLong)).to(like.device(), like.scalar_type()).view({-1, 1, 1, 1});
+    return {a.sqrt(), (1 - a).sqrt()};
+}
+}  // namespace
+
 at::Tensor Componet::predict_noise(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& tokens, const at::Tensor& mask,
                                    const at::Tensor& control) {
-    return impl_->net->forward(x_t, t, tokens, mask, control);
+    const at::Tensor out = predict(x_t, t, tokens, mask, control);
+    if (impl_->config.prediction == "epsilon") return out;
+    // v = sqrt(a) eps - sqrt(1 - a) x0 and x_t = sqrt(a) x0 + sqrt(1 - a) eps give eps = sqrt(a) v + sqrt(1 - a) x_t.
+    const auto [sa, s1a] = noise_levels(impl_->alphas_cumprod, t, x_t);
+    return sa * out + s1a * x_t;
+}
+
+at::Tensor Componet::prediction_target(const at::Tensor& z0, const at::Tensor& noise, const at::Tensor& t) const {
+    if (impl_->config.prediction == "epsilon") return noise;
+    const auto [sa, s1a] = noise_levels(impl_->alphas_cumprod, t, z0);
+    return sa * noise - s1a * z0;
 }
 
 // ---------------------------------------------------------------- DDIM

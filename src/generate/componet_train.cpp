@@ -39,6 +39,8 @@ struct VisitComponetOptions {
         v(Option{"mix_tag", {"--mix-tag"}}, o.mix_tag);
         v(Option{"weight_decay", {"--weight-decay"}}, o.weight_decay);
         v(Option{"sources", {"--sources"}}, o.sources);
+        v(Option{"prediction", {"--prediction"}}, o.prediction);
+        v(Option{"init", {"--init"}}, o.init);
     }
 };
 
@@ -163,8 +165,8 @@ class ComponetObjective : public generate::GeneratorObjective {
         const at::Tensor x_t = a.sqrt() * z0 + (1 - a).sqrt() * noise;
         at::Tensor tokens, mask;
         model_.tokenize(prompts, tokens, mask);
-        const at::Tensor eps = model_.predict_noise(x_t, t.to(device_), tokens, mask, w);
-        return at::mse_loss(eps, noise);
+        const at::Tensor out = model_.predict(x_t, t.to(device_), tokens, mask, w);
+        return at::mse_loss(out, model_.prediction_target(z0, noise, t.to(device_)));
     }
 
     const ComponetTrainOptions& o_;
@@ -188,6 +190,31 @@ std::vector<std::string> vocabulary_for(const std::vector<std::unique_ptr<data::
             }
     vocab.insert(vocab.end(), extra.begin(), extra.end());
     return vocab;
+}
+
+// --init: the trained modules' weights from another model of the same architecture (stage 1: the prompt encoder and
+// the U-Net, so a stage-2 file serves too; stage 2: the adapter). The prediction may differ: that is the point.
+void start_from(Componet& model, const std::string& path, int stage) {
+    const Componet init = Componet::load(path);
+    const ComponetConfig &c = model.config(), &i = init.config();
+    if (i.vocabulary != c.vocabulary || i.sources != c.sources || i.latent_channels != c.latent_channels)
+        throw Error(path + ": --init must have this model's vocabulary, sources and latent channels");
+    if (stage == 2 && !i.controlnet) throw Error(path + ": --init in stage 2 needs a model with a ControlNet adapter");
+    std::map<std::string, at::Tensor> from;
+    for (const auto& p : init.net().named_parameters()) from[p.key()] = p.value();
+    std::vector<std::string> problems;
+    torch::NoGradGuard no_grad;
+    for (auto& p : model.net().named_parameters()) {
+        const bool adapter = p.key().rfind("controlnet.", 0) == 0;
+        if (adapter != (stage == 2)) continue;
+        const auto it = from.find(p.key());
+        if (it == from.end() || it->second.sizes() != p.value().sizes())
+            problems.push_back(p.key() + (it == from.end() ? " is missing" : " has another shape"));
+        else
+            p.value().copy_(it->second.to(p.value().device(), p.value().scalar_type()));
+    }
+    if (!problems.empty()) throw Error(path + ": --init is not of this architecture (" + problems.front() + ", " +
+                                       std::to_string(problems.size()) + " tensors in all)");
 }
 
 // MSDM's sources as canonical tags, distinct, at least two; only stage 1.
@@ -237,6 +264,8 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
     if (o.vae.empty()) throw Error("--vae is required (the VAE whose latents are denoised)");
     if (o.stage == 2 && o.base.empty()) throw Error("--stage 2 needs --base, the stage-1 model file");
     check_sources(o);
+    if (!o.prediction.empty() && o.prediction != "epsilon" && o.prediction != "v")
+        throw Error("--prediction must be epsilon or v, not \"" + o.prediction + "\"");
     if (!(o.prompt_drop >= 0 && o.prompt_drop < 1) || !(o.mix_tag >= 0 && o.mix_tag <= 1))
         throw Error("--prompt-drop must be in [0, 1) and --mix-tag in [0, 1]");
     const generate::Vae vae = generate::Vae::load(o.vae);
@@ -254,6 +283,7 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
         c.prompt_layers = o.prompt_layers;
         c.vocabulary = vocabulary_for(run.caches);
         c.vae = vae_identity(vae);
+        c.prediction = o.prediction.empty() ? "epsilon" : o.prediction;
         model = std::make_unique<Componet>(c, mix_seed(o.seed, 0xC0DEu));
     } else {
         model = std::make_unique<Componet>(Componet::load(o.base));
@@ -261,9 +291,13 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
         if (model->config().latent_channels != vae.config().latent_channels)
             throw Error(o.base + ": its latents have " + std::to_string(model->config().latent_channels) + " channels, the VAE's " +
                         std::to_string(vae.config().latent_channels));
+        if (!o.prediction.empty() && o.prediction != model->config().prediction)
+            throw Error("--prediction " + o.prediction + ": stage 2 keeps its base's (" + o.base + " predicts " +
+                        model->config().prediction + ")");
         torch::manual_seed(mix_seed(o.seed, 0xC7A1u));
         model->add_controlnet();
     }
+    if (!o.init.empty() && !resume) start_from(*model, o.init, o.stage);
     if (o.crop_frames % (vae.config().downsampling() * model->config().downsampling()))
         throw Error("--crop-frames must be a multiple of " + std::to_string(vae.config().downsampling() * model->config().downsampling()));
     model->to(run.device);
@@ -274,7 +308,7 @@ void train_componet(ComponetTrainOptions o, bool resume, const train::RowCallbac
                             "cocola componet training checkpoint", on_row, stop);
     const std::string log = run.folder.path("log.csv");
     const auto loss = train::read_log_column(log, "loss");
-    train::write_panels_svg({{"denoising loss (MSE of the predicted noise)",
+    train::write_panels_svg({{model->config().prediction == "v" ? "denoising loss (MSE of the predicted v)" : "denoising loss (MSE of the predicted noise)",
                               {{"training (moving average)", "#1f77b4", train::smooth(loss, std::max<size_t>(1, loss.size() / 50))},
                                {"validation (fixed noise and timesteps)", "#d62728", train::read_log_column(log, "val_loss"), true}},
                               0,
