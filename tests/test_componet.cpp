@@ -705,6 +705,11 @@ TEST(GenerationEval, SiSdrIsScaleInvariantAndFallsWithTheNoise) {
     // A sine of power 0.125 with white noise of power 0.0025: 10 log10(50) = 17 dB.
     EXPECT_NEAR(si_sdr(noisy.data(), x.data(), x.size()), 17.0, 0.5);
     EXPECT_TRUE(std::isnan(si_sdr(x.data(), silent.data(), x.size())));
+    // the level: RMS over RMS, in dB
+    EXPECT_NEAR(level_difference_db(y, x), 20 * std::log10(3.0), 1e-6);
+    EXPECT_NEAR(level_difference_db(x, y), -20 * std::log10(3.0), 1e-6);
+    EXPECT_TRUE(std::isnan(level_difference_db(x, silent)));
+    EXPECT_TRUE(std::isnan(level_difference_db(silent, x)));
 }
 
 TEST(GenerationEval, ItemsAreDeterministicAndSplitTheStemsAsTheirTaskSays) {
@@ -775,6 +780,7 @@ TEST(GenerationEval, TheCommandWritesEveryFileResumesAnInterruptedRunAndThePageL
         }
         if (row.at("generator") == "componet" || row.at("generator") == "msdm") {
             EXPECT_GT(row.at("log_mel_l1_db").get<double>(), 0);
+            EXPECT_TRUE(row.at("level_db").is_number()) << row.dump();
         }
     }
     // Items use only MSDM's sources, each tag on one side.

@@ -48,12 +48,15 @@ std::vector<GenerationItem> draw_generation_items(const data::StemCache& cache, 
 // Scale-invariant signal-to-distortion ratio (dB) of an estimate against a reference (both made zero-mean);
 // NaN when the reference is silent, +inf when they are equal up to scale.
 double si_sdr(const float* estimate, const float* reference, size_t n);
+// How much louder `audio` is than `reference` (dB, RMS over each whole clip); NaN when either is silent.
+double level_difference_db(const std::vector<float>& audio, const std::vector<float>& reference);
 
 struct OutputMeasures {
     double cocola = NAN;      // COCOLA score of the output against the item's input (NaN without a judge)
     double cocola2 = NAN;     // the same with a second COCOLA model (NaN without one)
     double log_mel_l1 = NAN;  // dB, against the target
     double si_sdr = NAN;      // dB, against the target
+    double level = NAN;       // dB: the output's RMS over the target's (NaN where either is silent)
     std::vector<float> cocola_embedding;  // the output's first-window embedding by the judge (empty without one)
 };
 OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output,
@@ -83,6 +86,7 @@ struct GenerationRow {
     double cocola2 = NAN, cocola2_ci95 = NAN;
     double log_mel_l1 = NAN, log_mel_l1_ci95 = NAN;
     double si_sdr = NAN, si_sdr_ci95 = NAN;  // over the items where it is finite
+    double level = NAN, level_ci95 = NAN;    // likewise
 };
 struct MeasuredItem {
     std::string set, task, generator;

@@ -190,6 +190,7 @@ Runner add_eval_generation_command(CLI::App& app) {
                     it.m.cocola2 = from_json(j.value("cocola_score_2", nlohmann::json()));
                     it.m.log_mel_l1 = from_json(j.at("log_mel_l1_db"));
                     it.m.si_sdr = from_json(j.at("si_sdr_db"));
+                    it.m.level = from_json(j.value("level_db", nlohmann::json()));  // absent in evaluations before it
                     if (done.insert({it.set, it.task, it.index, it.generator}).second) measured.push_back(it);
                 } catch (const std::exception&) {
                     // A line cut by an interruption: the item is made again.
@@ -323,7 +324,8 @@ Runner add_eval_generation_command(CLI::App& app) {
                                               {"prompt", componet::format_prompt(item.prompt)},
                                               {"random_track", gname == "random" ? item.random_track : ""},
                                               {"cocola_score", number(it.m.cocola)}, {"cocola_score_2", number(it.m.cocola2)},
-                                              {"log_mel_l1_db", number(it.m.log_mel_l1)}, {"si_sdr_db", number(it.m.si_sdr)}};
+                                              {"log_mel_l1_db", number(it.m.log_mel_l1)}, {"si_sdr_db", number(it.m.si_sdr)},
+                                              {"level_db", number(it.m.level)}};
                     log << j.dump() << "\n" << std::flush;
                     measured.push_back(it);
                     bar.tick();
@@ -341,8 +343,8 @@ Runner add_eval_generation_command(CLI::App& app) {
         }
         const bool two = judge2 != nullptr;
         std::string md = std::string("| test set | task | generator | items | COCOLA score | of the truth's | random -> truth |") +
-                         (two ? " second COCOLA model |" : "") + " log-mel L1 to the target (dB) | SI-SDR to the target (dB) |\n" +
-                         "|---|---|---|---|---|---|---|" + (two ? "---|" : "") + "---|---|\n";
+                         (two ? " second COCOLA model |" : "") + " log-mel L1 to the target (dB) | SI-SDR to the target (dB) | level vs the target (dB) |\n" +
+                         "|---|---|---|---|---|---|---|" + (two ? "---|" : "") + "---|---|---|\n";
         nlohmann::json table = nlohmann::json::array();
         for (const auto& r : rows) {
             const auto t = truth.find({r.set, r.task});
@@ -361,16 +363,19 @@ Runner add_eval_generation_command(CLI::App& app) {
                   format_mean(r.cocola, r.cocola_ci95, 2) + " | " + pct + " | " + way_pct + " | " +
                   (two ? format_mean(r.cocola2, r.cocola2_ci95, 2) + " | " : "") +
                   (own ? "0" : format_mean(r.log_mel_l1, r.log_mel_l1_ci95, 2)) + " | " +
-                  (own ? "-" : format_mean(r.si_sdr, r.si_sdr_ci95, 1)) + " |\n";
+                  (own ? "-" : format_mean(r.si_sdr, r.si_sdr_ci95, 1)) + " | " +
+                  (own ? "0" : format_mean(r.level, r.level_ci95, 1)) + " |\n";
             table.push_back({{"test_set", r.set}, {"task", r.task}, {"generator", r.generator}, {"items", r.items},
                              {"cocola_score", number(r.cocola)}, {"cocola_score_ci95", number(r.cocola_ci95)},
                              {"cocola_score_2", number(r.cocola2)}, {"cocola_score_2_ci95", number(r.cocola2_ci95)},
                              {"cocola_score_of_truth", number(ratio)}, {"cocola_random_to_truth", number(way)},
                              {"log_mel_l1_db", number(own ? 0.0 : r.log_mel_l1)}, {"log_mel_l1_ci95", number(own ? 0.0 : r.log_mel_l1_ci95)},
-                             {"si_sdr_db", number(own ? NAN : r.si_sdr)}, {"si_sdr_ci95", number(own ? NAN : r.si_sdr_ci95)}});
+                             {"si_sdr_db", number(own ? NAN : r.si_sdr)}, {"si_sdr_ci95", number(own ? NAN : r.si_sdr_ci95)},
+                             {"level_db", number(own ? 0.0 : r.level)}, {"level_ci95", number(own ? 0.0 : r.level_ci95)}});
         }
         md += "\nCOCOLA score: the default COCOLA model's similarity of each output to its input (higher: more coherent); "
-              "random -> truth: where it lies between the random row (0%) and the truth (100%); 95% intervals over items.\n";
+              "random -> truth: where it lies between the random row (0%) and the truth (100%); level: the output's RMS over "
+              "the target's (0: as loud); 95% intervals over items.\n";
 
         // ------------------------------------------------------------ set distances to the real targets
         std::vector<std::pair<std::string, std::string>> spaces = {{"cocola", ""}};
@@ -425,11 +430,11 @@ Runner add_eval_generation_command(CLI::App& app) {
         }
         md += "\nSettings: " + settings.dump() + "\n";
 
-        std::string csv = "test_set,task,index,generator,cocola_score,cocola_score_2,log_mel_l1_db,si_sdr_db\n";
+        std::string csv = "test_set,task,index,generator,cocola_score,cocola_score_2,log_mel_l1_db,si_sdr_db,level_db\n";
         for (const auto& it : measured) {
-            char b[200];
-            std::snprintf(b, sizeof(b), ",%zu,%s,%.6g,%.6g,%.6g,%.6g\n", it.index, it.generator.c_str(), it.m.cocola, it.m.cocola2,
-                          it.m.log_mel_l1, it.m.si_sdr);
+            char b[240];
+            std::snprintf(b, sizeof(b), ",%zu,%s,%.6g,%.6g,%.6g,%.6g,%.6g\n", it.index, it.generator.c_str(), it.m.cocola, it.m.cocola2,
+                          it.m.log_mel_l1, it.m.si_sdr, it.m.level);
             csv += csv_field(it.set) + "," + it.task + b;
         }
 

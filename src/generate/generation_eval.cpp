@@ -177,6 +177,18 @@ double si_sdr(const float* estimate, const float* reference, size_t n) {
     return 10 * std::log10(target / noise);
 }
 
+double level_difference_db(const std::vector<float>& audio, const std::vector<float>& reference) {
+    auto energy = [](const std::vector<float>& x) {
+        double e = 0;
+        for (float v : x) e += static_cast<double>(v) * v;
+        return e;
+    };
+    const double a = energy(audio), r = energy(reference);
+    constexpr double kSilent = 1e-12;  // a mean square below -120 dBFS (per sample): no level to compare
+    if (a < kSilent * static_cast<double>(audio.size()) || r < kSilent * static_cast<double>(reference.size())) return NAN;
+    return 10.0 * std::log10((a / static_cast<double>(audio.size())) / (r / static_cast<double>(reference.size())));
+}
+
 OutputMeasures measure_output(const model::Model* judge, const GenerationItem& item, const std::vector<float>& output,
                               const model::Model* second_judge) {
     const size_t n = static_cast<size_t>(generate::kChunkSamples);
@@ -198,6 +210,7 @@ OutputMeasures measure_output(const model::Model* judge, const GenerationItem& i
     if (second_judge) m.cocola2 = score(*second_judge, nullptr);
     m.log_mel_l1 = generate::log_mel_l1(output.data(), item.target.data(), n);
     m.si_sdr = si_sdr(output.data(), item.target.data(), n);
+    m.level = level_difference_db(output, item.target);
     return m;
 }
 
@@ -217,18 +230,20 @@ std::vector<GenerationRow> summarize_generation(const std::vector<MeasuredItem>&
     for (const auto& key : order) {
         GenerationRow r;
         std::tie(r.set, r.task, r.generator) = key;
-        std::vector<double> c, c2, l1, sd;
+        std::vector<double> c, c2, l1, sd, lv;
         for (const MeasuredItem* it : groups[key]) {
             if (std::isfinite(it->m.cocola)) c.push_back(it->m.cocola);
             if (std::isfinite(it->m.cocola2)) c2.push_back(it->m.cocola2);
             if (std::isfinite(it->m.log_mel_l1)) l1.push_back(it->m.log_mel_l1);
             if (std::isfinite(it->m.si_sdr)) sd.push_back(it->m.si_sdr);
+            if (std::isfinite(it->m.level)) lv.push_back(it->m.level);
         }
         r.items = groups[key].size();
         mean_ci(c, r.cocola, r.cocola_ci95);
         mean_ci(c2, r.cocola2, r.cocola2_ci95);
         mean_ci(l1, r.log_mel_l1, r.log_mel_l1_ci95);
         mean_ci(sd, r.si_sdr, r.si_sdr_ci95);
+        mean_ci(lv, r.level, r.level_ci95);
         rows.push_back(r);
     }
     return rows;
