@@ -12,7 +12,12 @@
 #
 # Environment: RUN (run folder, default runs/<model>), DATA (where the songs go, default data), STEPS (total steps,
 # default 4000; given again on a resume it lengthens the run), THREADS (CPU threads, default all), DEVICE (cpu or
-# cuda), TRAIN (0: skip training), INSTALL (1: ship), CARD_NOTE (text added to the card).
+# cuda), TRAIN (0: skip training), INSTALL (1: ship), CARD_NOTE (text added to the card), FINETUNE_FROM (componet,
+# msdm: a model file the run starts from, --init, at half the rate with a 50-step warm-up; how the shipped v models
+# were made from the epsilon ones).
+#
+# componet and msdm are v-prediction models (--prediction v): an epsilon model's clean estimate at the top of the
+# schedule multiplies its error 70-fold and fixes each chunk's loudness and spectral balance from it (docs/generation.md).
 # Only songs this project makes train them: the demo set's train split (seed 0, 240 songs of 30 s); its test split
 # and every openttd-openmsx song are held out, for the reconstruction table in docs/generation.md.
 set -euo pipefail
@@ -40,23 +45,36 @@ case $WHAT in
   # CompoNet at CPU scale: U-Net widths 32,64,128 (cross-attention to the prompt on the two lower levels), a
   # 64-wide prompt encoder of 2 layers, 2.56 s crops (8 x 16 x 64 latents), AdamW 2e-4, a pool of 1000 examples.
   # The GPU recipe (tools/gpu/train_on_gpu.sh MODEL=componet) is the paper-like default width 64,128,256.
-  componet) ARGS=(--channels 32,64,128 --res-blocks 2 --prompt-dim 64 --prompt-layers 2 --pool-size 1000 --batch 8
+  componet) ARGS=(--prediction v --channels 32,64,128 --res-blocks 2 --prompt-dim 64 --prompt-layers 2 --pool-size 1000 --batch 8
                   --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
                   --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 0)
             ARGS2=(--pool-size 1000 --batch 8 --crop-frames 256 --lr 2e-4 --warmup 50 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
                    --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 1)
             TITLE="CompoNet, the prompted latent diffusion model with its ControlNet adapter"
-            ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents, prompted with stem tags (\`in: piano; out: bass, drums\`) through a small transformer and cross-attention; the ControlNet adapter reads the input stems' latents. Sampled with DDIM and classifier-free guidance by \`cocola generate\`." ;;
+            ABOUT="Denoiser (v prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents, prompted with stem tags (\`in: piano; out: bass, drums\`) through a small transformer and cross-attention; the ControlNet adapter reads the input stems' latents. Sampled with DDIM and classifier-free guidance by \`cocola generate\`." ;;
   # The MSDM baseline at the same scale as CompoNet's stage 1 (widths 32,64,128, 2.56 s crops, a pool of 1000
   # chunks), over the sources bass, drums, guitar, piano (Slakh2100's four; classes both test sets have): each
   # source is encoded by the VAE on its own and the four latents are stacked (32 channels). Unconditional.
-  msdm) ARGS=(--sources bass,drums,guitar,piano --channels 32,64,128 --res-blocks 2 --pool-size 1000 --batch 8
+  msdm) ARGS=(--prediction v --sources bass,drums,guitar,piano --channels 32,64,128 --res-blocks 2 --pool-size 1000 --batch 8
               --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay cosine --clip-grad-norm 1 --ema 0.999
               --val-every 250 --val-chunks 16 --checkpoint-every 50 --checkpoint-minutes 10 --keep-snapshots 2 --seed 0)
         TITLE="the MSDM baseline, one unconditional diffusion model over four fixed sources"
-        ABOUT="Denoiser (epsilon prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents of four sources (bass, drums, guitar, piano) stacked as 32 channels, trained without a prompt; it accompanies by inpainting the given sources at every DDIM step and keeps the loudest of 12 candidates (\`cocola generate --model msdm\`)." ;;
+        ABOUT="Denoiser (v prediction, 1000 steps, scaled-linear betas) of the shipped VAE's latents of four sources (bass, drums, guitar, piano) stacked as 32 channels, trained without a prompt; it accompanies by inpainting the given sources at every DDIM step and keeps the loudest of 12 candidates (\`cocola generate --model msdm\`)." ;;
   *) echo "usage: bash scripts/train_generator.sh vae|vocoder|componet|msdm" >&2; exit 2 ;;
 esac
+if [[ -n ${FINETUNE_FROM:-} ]]; then
+  [[ $WHAT == componet || $WHAT == msdm ]] || { echo "FINETUNE_FROM: only componet and msdm" >&2; exit 2; }
+  [[ -f $FINETUNE_FROM ]] || { echo "FINETUNE_FROM: $FINETUNE_FROM does not exist" >&2; exit 2; }
+  finetune() {  # half the rate, a short warm-up, and the weights to start from
+    local -n a=$1
+    for i in "${!a[@]}"; do
+      case ${a[i]} in --lr) a[i+1]=1e-4 ;; --warmup) a[i+1]=50 ;; esac
+    done
+    a+=(--init "$FINETUNE_FROM")
+  }
+  finetune ARGS
+  if [[ $WHAT == componet ]]; then finetune ARGS2; fi
+fi
 bash scripts/setup.sh
 COCOLA=./build/cocola
 RUN=${RUN:-runs/$WHAT}

@@ -82,7 +82,7 @@ if [ "$MODEL" = componet ]; then
   # adapter on stage 1's last weights) until STOP_AT. A second call on the same warm machine resumes both runs
   # (runs/gpu-componet stays there); their best, last and checkpoint files come back in 15 MB parts.
   STAGE1_AT=${STAGE1_AT:-$((STOP_AT * 2 / 3))}
-  C1_ARGS=${C1_ARGS:---channels 64,128,256 --res-blocks 2 --prompt-dim 128 --prompt-layers 2 --pool-size 4000 --batch 32 --crop-frames 256 --lr 2e-4 --warmup 200 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --keep-snapshots 1 --seed 0}
+  C1_ARGS=${C1_ARGS:---prediction v --channels 64,128,256 --res-blocks 2 --prompt-dim 128 --prompt-layers 2 --pool-size 4000 --batch 32 --crop-frames 256 --lr 2e-4 --warmup 200 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --keep-snapshots 1 --seed 0}
   C2_ARGS=${C2_ARGS:---batch 32 --crop-frames 256 --lr 2e-4 --warmup 100 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --keep-snapshots 1 --seed 1}
   RD=runs/gpu-componet
   train_stage() {  # stage, seconds, arguments for a new run
@@ -112,7 +112,7 @@ fi
 if [ "$MODEL" = vae ] || [ "$MODEL" = vocoder ] || [ "$MODEL" = msdm ]; then
   case $MODEL in
     # MSDM at the default width, like CompoNet's stage 1 (its pool of the shipped VAE is encoded first).
-    msdm) GEN_ARGS=${GEN_ARGS:---steps 1000000 --sources bass,drums,guitar,piano --channels 64,128,256 --res-blocks 2 --pool-size 4000 --batch 32 --crop-frames 256 --lr 2e-4 --warmup 200 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0 --vae models/vae_default.safetensors} ;;
+    msdm) GEN_ARGS=${GEN_ARGS:---steps 1000000 --prediction v --sources bass,drums,guitar,piano --channels 64,128,256 --res-blocks 2 --pool-size 4000 --batch 32 --crop-frames 256 --lr 2e-4 --warmup 200 --lr-decay none --clip-grad-norm 1 --ema 0.999 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0 --vae models/vae_default.safetensors} ;;
     vae) GEN_ARGS=${GEN_ARGS:---steps 1000000 --width 32 --channel-mult 1,2,4 --latent-channels 8 --batch 32 --crop-frames 128 --lr 2e-4 --warmup 100 --lr-decay none --kl-weight 1e-5 --clip-grad-norm 1 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0} ;;
     vocoder) GEN_ARGS=${GEN_ARGS:---steps 1000000 --prior mel-inverse --mel-matching-passes 8 --width 256 --blocks 8 --n-fft 640 --batch 32 --crop-frames 128 --lr 5e-4 --warmup 100 --lr-decay none --mel-weight 10 --stft-weight 1 --clip-grad-norm 1 --val-every 500 --val-chunks 16 --checkpoint-every 500 --checkpoint-minutes 2 --seed 0} ;;
   esac
