@@ -153,7 +153,7 @@ if [[ ${INSTALL:-0} == 1 ]]; then
     echo "- Config (in the file's metadata): $(/usr/bin/python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; print(json.loads(f.read(n))['__metadata__']['config'])" "models/${WHAT}_default.safetensors")"
     if [[ -n ${CARD_NOTE:-} ]]; then echo; echo "$CARD_NOTE"; fi
     echo
-    if [[ $WHAT == componet ]]; then echo "Generation numbers on held-out songs: docs/generation.md."
+    if [[ $WHAT == componet || $WHAT == msdm ]]; then echo "Generation numbers on held-out songs: docs/generation.md."
     else echo "Reconstruction numbers on held-out songs: docs/generation.md."; fi
   } > "$CARD"
   echo "models/${WHAT}_default.safetensors, $CARD"

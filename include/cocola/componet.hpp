@@ -185,10 +185,10 @@ struct GenerateOptions {
     double cocola_guidance = 0;    // COCOLA-guided sampling scale (0: off); needs a guide model
     model::Model* guide = nullptr; // the mel COCOLA model that guides
     int guide_views = 1;           // views of the decoded spectrogram the guide's score is averaged over
-    // "input": the output's loudness (RMS over the whole piece) is brought to the input's, never clipping (the
-    // shipped CPU-scale CompoNet draws accompaniments ~20 dB quieter than real ones); "keep": the generator's own
-    // level; "auto": keep where the prompt takes stems out of the input (extraction, removal: the output is a
-    // part of the input, not as loud), input otherwise (accompaniment, adding).
+    // "input": the output's loudness (RMS over the whole piece) is brought to the input's, never clipping (new stems
+    // as loud as the stems they join); "keep": the generator's own level (lowered only where it would clip); "auto":
+    // keep where the prompt takes stems out of the input (extraction, removal: the output is a part of the input,
+    // not as loud), input otherwise (accompaniment, adding).
     std::string level = "keep";
 };
 // What level "auto" means for this prompt ("input" or "keep"); other levels are returned as they are.

@@ -114,8 +114,7 @@ Runner add_generate_command(CLI::App& app) {
         ->capture_default_str()->check(CLI::Range(1, 64));
     o->g.level = "auto";
     app.add_option("--level", o->g.level, "input: the output as loud as the input (RMS over the piece, never clipping); keep: "
-                                          "the generator's own level, lowered only where its peak would pass 0.99 (the "
-                                          "shipped CPU-scale generators decode louder than their targets); auto: keep for "
+                                          "the generator's own level, lowered only where its peak would pass 0.99; auto: keep for "
                                           "extraction and removal (a part of the input), input otherwise")
         ->check(CLI::IsMember({"auto", "input", "keep"}))->capture_default_str();
     app.add_flag("--json", o->json, "Print a JSON summary (prompt, seed, steps, COCOLA score against the input)");
