@@ -712,6 +712,44 @@ TEST(GenerationEval, SiSdrIsScaleInvariantAndFallsWithTheNoise) {
     EXPECT_TRUE(std::isnan(level_difference_db(silent, x)));
 }
 
+TEST(GenerationEval, TheProbeMeasuresTheCleanEstimateAgainstTheTargetsLatent) {
+    const data::StemCache cache(song_cache());
+    const generate::Vae vae = generate::Vae::load(tiny_vae());
+    const auto items = draw_generation_items(cache, "songs", "", "accompany", 4, 3, builtin_tags());
+    ASSERT_EQ(items.size(), 4u);
+    // Fresh models output zeros: an epsilon model then takes x_t / sqrt(a) for the clean latent (off by
+    // sqrt((1 - a) / a) times the noise), a v model sqrt(a) x_t (nearly zero at the top: off by the latent itself).
+    Componet eps(tiny_config(), 1);
+    eps.add_controlnet();
+    ComponetConfig vc = tiny_config();
+    vc.prediction = "v";
+    Componet v(vc, 1);
+    v.add_controlnet();
+    const std::vector<int64_t> ts = {999, 500, 0};
+    const DenoiserProbe pe = probe_denoiser(eps, vae, items, ts, 7), pv = probe_denoiser(v, vae, items, ts, 7);
+    ASSERT_EQ(pe.rows.size(), 3u);
+    EXPECT_EQ(pe.items, 4u);
+    for (const auto& r : pe.rows) {
+        const double off = std::sqrt((1 - r.alpha_bar) / r.alpha_bar);
+        EXPECT_NEAR(r.x0_rmse, off, 0.05 * off) << r.t;
+    }
+    std::vector<at::Tensor> z;
+    for (const auto& item : items) z.push_back(generate::encode_audio(vae, item.target).slice(0, 0, 1));
+    const double latent_rms = at::cat(z).pow(2).mean().sqrt().item<double>();
+    EXPECT_NEAR(pv.rows[0].x0_rmse, latent_rms, 0.05 * latent_rms);
+    EXPECT_LE(pv.prior_rmse, latent_rms + 1e-9);  // the items' mean latent is the best constant
+    EXPECT_GT(pe.rows[0].x0_rmse, pe.prior_rmse);  // "worse than knowing nothing"
+    // the same noise for every model and call
+    const DenoiserProbe again = probe_denoiser(eps, vae, items, ts, 7);
+    for (size_t i = 0; i < ts.size(); ++i) EXPECT_EQ(again.rows[i].x0_rmse, pe.rows[i].x0_rmse);
+    // refused: an MSDM model, a timestep outside the schedule
+    ComponetConfig mc = tiny_config();
+    mc.sources = {"bass", "drums"};
+    Componet msdm(mc, 1);
+    EXPECT_THROW(probe_denoiser(msdm, vae, items, ts), Error);
+    EXPECT_THROW(probe_denoiser(eps, vae, items, {1000}), Error);
+}
+
 TEST(GenerationEval, ItemsAreDeterministicAndSplitTheStemsAsTheirTaskSays) {
     const data::StemCache cache(song_cache());
     const auto vocab = builtin_tags();

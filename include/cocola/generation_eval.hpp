@@ -96,6 +96,26 @@ struct MeasuredItem {
 // One row per (set, task, generator), in the order they first appear, and rows of set "all" over the sets.
 std::vector<GenerationRow> summarize_generation(const std::vector<MeasuredItem>& items);
 
+// How well a CompoNet recovers the clean latents of real targets at each noise level, given their prompt and input:
+// the RMS error of its clean estimate x0 = (x_t - sqrt(1 - a) eps) / sqrt(a), and of that estimate's per-channel
+// means (what sets a chunk's loudness and spectral balance; the first DDIM steps fix them). The bar is the error of
+// knowing nothing: the items' own per-channel mean latent. Where a model's error passes it (an epsilon model at the
+// top of the schedule, docs/generation.md section 7), its clean estimate is worse than none.
+struct DenoiserProbeRow {
+    int64_t t = 0;
+    double alpha_bar = 0;
+    double x0_rmse = 0, mean_rmse = 0;
+};
+struct DenoiserProbe {
+    size_t items = 0;
+    double prior_rmse = 0, prior_mean_rmse = 0;  // the bar
+    std::vector<DenoiserProbeRow> rows;
+};
+// Noise drawn from `seed`, the same for every model, so that two models are compared on the same x_t. Stage-1
+// models are probed without the input.
+DenoiserProbe probe_denoiser(Componet& model, const generate::Vae& vae, const std::vector<GenerationItem>& items,
+                             const std::vector<int64_t>& timesteps, uint64_t seed = 0);
+
 // ---------------------------------------------------------------- reports (src/generate/generation_report.cpp)
 // A bar chart of the mean COCOLA score per generator, grouped by test set and task, with 95% intervals; the
 // axis starts at the lowest mean minus its interval (raw scores sit far from zero), which the chart says.

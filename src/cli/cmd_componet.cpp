@@ -1,6 +1,8 @@
 // cocola componet train | export: CompoNet, the prompted latent diffusion model with its ControlNet adapter; and
 // cocola msdm train | export: the paper's baseline, one unconditional diffusion model over fixed sources stacked as
 // latent channels. Both are the same denoiser trained by the same objective; MSDM differs in its data and prompt.
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -8,6 +10,8 @@
 #include "cli/generator_training.hpp"
 #include "cli/progress.hpp"
 #include "cocola/componet.hpp"
+#include "cocola/data.hpp"
+#include "cocola/generation_eval.hpp"
 #include "cocola/error.hpp"
 #include "cocola/fsutil.hpp"
 
@@ -106,6 +110,63 @@ Runner add_componet_export(CLI::App& app) {
     };
 }
 
+Runner add_componet_probe(CLI::App& app) {
+    struct Opts {
+        std::vector<std::string> data;
+        std::string model, vae, split = "test", task = "accompany", cache_dir = data::default_cache_dir();
+        size_t n = 20;
+        uint64_t seed = 0;
+        std::vector<int64_t> timesteps = {980, 900, 800, 600, 400, 200, 100, 40, 0};
+        bool json = false;
+    };
+    auto o = std::make_shared<Opts>();
+    app.add_option("--data", o->data, "Dataset roots or caches (their --split is used)")->required()->delimiter(',');
+    app.add_option("--model", o->model, "CompoNet weights (default: models/componet_default.safetensors)");
+    app.add_option("--vae", o->vae, "VAE (default: models/vae_default.safetensors)");
+    app.add_option("--split", o->split, "Split of each dataset")->capture_default_str();
+    app.add_option("--task", o->task, "Items as eval-generation draws them")->check(CLI::IsMember(componet::generation_tasks()))
+        ->capture_default_str();
+    app.add_option("--n", o->n, "Items per dataset")->check(CLI::Range(1, 10000))->capture_default_str();
+    app.add_option("--seed", o->seed, "Seed of the items and the noise")->capture_default_str();
+    app.add_option("--timesteps", o->timesteps, "Noise levels to probe")->delimiter(',')->capture_default_str();
+    app.add_flag("--json", o->json, "Print JSON instead of a table");
+    app.add_option("--cache-dir", o->cache_dir, "Where dataset roots are indexed")->capture_default_str();
+    app.footer("Encodes each item's target and input with the VAE, noises the target to each level and measures the\n"
+               "model's clean estimate against it: RMS error over the latent and over its per-channel means (a chunk's\n"
+               "loudness and spectral balance). The bar: the error of the items' own mean latent (a model that knows\n"
+               "nothing). Example: cocola componet probe --data data/demo,data/openmsx --n 20");
+    return [o]() {
+        componet::Componet model = componet::Componet::load(o->model.empty() ? default_generator_path("componet_default", "--model") : o->model);
+        const generate::Vae vae = generate::Vae::load(o->vae.empty() ? default_generator_path("vae_default", "--vae") : o->vae);
+        std::vector<componet::GenerationItem> items;
+        for (const auto& d : o->data) {
+            const data::StemCache cache(data::ensure_cache(d, o->cache_dir));
+            const std::string name = std::filesystem::path(d).filename().empty() ? std::filesystem::path(d).parent_path().filename().string()
+                                                                                : std::filesystem::path(d).filename().string();
+            auto drawn = componet::draw_generation_items(cache, name, o->split, o->task, o->n, o->seed, model.config().vocabulary);
+            items.insert(items.end(), std::make_move_iterator(drawn.begin()), std::make_move_iterator(drawn.end()));
+        }
+        const componet::DenoiserProbe p = componet::probe_denoiser(model, vae, items, o->timesteps, o->seed);
+        if (o->json) {
+            nlohmann::json rows = nlohmann::json::array();
+            for (const auto& r : p.rows)
+                rows.push_back({{"t", r.t}, {"alpha_bar", r.alpha_bar}, {"x0_rmse", r.x0_rmse}, {"channel_mean_rmse", r.mean_rmse}});
+            std::cout << nlohmann::json{{"items", p.items}, {"prediction", model.config().prediction},
+                                        {"prior_x0_rmse", p.prior_rmse}, {"prior_channel_mean_rmse", p.prior_mean_rmse}, {"rows", rows}}
+                             .dump(2)
+                      << "\n";
+            return 0;
+        }
+        std::printf("%zu items, %s prediction; knowing nothing (the items' mean latent): x0 RMSE %.3f, channel means %.3f\n",
+                    p.items, model.config().prediction.c_str(), p.prior_rmse, p.prior_mean_rmse);
+        std::printf("%6s %10s %10s %14s\n", "t", "alpha_bar", "x0 RMSE", "channel means");
+        for (const auto& r : p.rows)
+            std::printf("%6lld %10.3g %10.3f %14.3f%s\n", static_cast<long long>(r.t), r.alpha_bar, r.x0_rmse, r.mean_rmse,
+                        r.x0_rmse > p.prior_rmse ? "   worse than knowing nothing" : "");
+        return 0;
+    };
+}
+
 }  // namespace
 
 static Runner add_model_command(CLI::App& app, bool msdm) {
@@ -116,6 +177,10 @@ static Runner add_model_command(CLI::App& app, bool msdm) {
     auto runners = std::make_shared<std::vector<std::pair<CLI::App*, Runner>>>();
     runners->push_back({train, add_componet_train(*train, msdm)});
     runners->push_back({exp, add_componet_export(*exp)});
+    if (!msdm) {
+        auto* probe = app.add_subcommand("probe", "How well the denoiser recovers real targets' latents at each noise level");
+        runners->push_back({probe, add_componet_probe(*probe)});
+    }
     return [runners]() {
         for (auto& [sub, run] : *runners)
             if (sub->parsed()) return run();

@@ -1,6 +1,7 @@
 // Measuring generation (generation_eval.hpp).
 #include "cocola/generation_eval.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "cocola/generate.hpp"
 #include "cocola/rng.hpp"
 #include "cocola/score.hpp"
+#include "generate/componet_net.hpp"
 
 namespace cocola::componet {
 
@@ -286,6 +288,53 @@ DistanceRow set_distances(const std::vector<std::vector<float>>& outputs, const 
         }
     }
     return r;
+}
+
+DenoiserProbe probe_denoiser(Componet& model, const generate::Vae& vae, const std::vector<GenerationItem>& items,
+                             const std::vector<int64_t>& timesteps, uint64_t seed) {
+    if (model.config().is_msdm()) throw Error("the probe reads CompoNet models (an MSDM model's latent stacks its sources)");
+    if (items.empty()) throw Error("the probe needs at least one item");
+    torch::NoGradGuard no_grad;
+    model.net().eval();
+    const at::Device dev = model.device();
+    std::vector<at::Tensor> targets, inputs;
+    std::vector<Prompt> prompts;
+    for (const auto& item : items) {
+        targets.push_back(generate::encode_audio(vae, item.target).slice(0, 0, 1));
+        inputs.push_back(generate::encode_audio(vae, item.input).slice(0, 0, 1));
+        prompts.push_back(model.config().controlnet ? item.prompt : Prompt{{}, item.prompt.out});
+    }
+    const at::Tensor z0 = at::cat(targets).to(at::kFloat), w = at::cat(inputs).to(at::kFloat);
+    if (z0.size(1) != model.config().latent_channels) throw Error("the VAE's latents do not have the model's channels");
+    DenoiserProbe probe;
+    probe.items = items.size();
+    const at::Tensor prior = z0.mean({0, 2, 3}, true);
+    probe.prior_rmse = (z0 - prior).pow(2).mean().sqrt().item<double>();
+    probe.prior_mean_rmse = (z0.mean({2, 3}, true) - prior).pow(2).mean().sqrt().item<double>();
+    const auto acp = model.alphas_cumprod();
+    const int64_t n = z0.size(0), batch = 8;
+    for (int64_t t : timesteps) {
+        if (t < 0 || t >= model.config().diffusion_steps)
+            throw Error("probe: timestep " + std::to_string(t) + " is outside 0.." + std::to_string(model.config().diffusion_steps - 1));
+        at::Generator gen = at::detail::createCPUGenerator(mix_seed(seed, static_cast<uint64_t>(t)));
+        const at::Tensor noise = at::randn(z0.sizes(), gen, at::kFloat);
+        const double a = acp[t].item<double>();
+        const at::Tensor x_t = std::sqrt(a) * z0 + std::sqrt(1 - a) * noise;
+        std::vector<at::Tensor> x0s;
+        for (int64_t i = 0; i < n; i += batch) {
+            const int64_t e = std::min(n, i + batch);
+            at::Tensor tokens, mask;
+            model.tokenize(std::vector<Prompt>(prompts.begin() + i, prompts.begin() + e), tokens, mask);
+            const at::Tensor xb = x_t.slice(0, i, e).to(dev);
+            const at::Tensor eps = model.predict_noise(xb, at::full({e - i}, t, at::TensorOptions(at::kLong).device(dev)), tokens, mask,
+                                                       model.config().controlnet ? w.slice(0, i, e).to(dev) : at::Tensor());
+            x0s.push_back(((xb - std::sqrt(1 - a) * eps) / std::sqrt(a)).to(at::kCPU));
+        }
+        const at::Tensor x0 = at::cat(x0s);
+        probe.rows.push_back({t, a, (x0 - z0).pow(2).mean().sqrt().item<double>(),
+                              (x0.mean({2, 3}) - z0.mean({2, 3})).pow(2).mean().sqrt().item<double>()});
+    }
+    return probe;
 }
 
 }  // namespace cocola::componet
