@@ -2,7 +2,6 @@
 // cocola msdm train | export: the paper's baseline, one unconditional diffusion model over fixed sources stacked as
 // latent channels. Both are the same denoiser trained by the same objective; MSDM differs in its data and prompt.
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -141,9 +140,7 @@ Runner add_componet_probe(CLI::App& app) {
         std::vector<componet::GenerationItem> items;
         for (const auto& d : o->data) {
             const data::StemCache cache(data::ensure_cache(d, o->cache_dir));
-            const std::string name = std::filesystem::path(d).filename().empty() ? std::filesystem::path(d).parent_path().filename().string()
-                                                                                : std::filesystem::path(d).filename().string();
-            auto drawn = componet::draw_generation_items(cache, name, o->split, o->task, o->n, o->seed, model.config().vocabulary);
+            auto drawn = componet::draw_generation_items(cache, generation_set_name(d), o->split, o->task, o->n, o->seed, model.config().vocabulary);
             items.insert(items.end(), std::make_move_iterator(drawn.begin()), std::make_move_iterator(drawn.end()));
         }
         const componet::DenoiserProbe p = componet::probe_denoiser(model, vae, items, o->timesteps, o->seed);

@@ -29,11 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string set_name(const std::string& d) {
-    const fs::path p(d);
-    return p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
-}
-
 std::string format_mean(double mean, double ci, int digits) {
     if (!std::isfinite(mean)) return "-";
     char b[64];
@@ -252,7 +247,7 @@ Runner add_eval_generation_command(CLI::App& app) {
             const std::string dir = data::ensure_cache(d, o->cache_dir);
             const data::StemCache cache(dir);
             for (const auto& task : o->tasks) {
-                Set s{set_name(d), componet::draw_generation_items(cache, set_name(d), o->split, task, o->n, o->seed, vocabulary, with_msdm)};
+                Set s{generation_set_name(d), componet::draw_generation_items(cache, generation_set_name(d), o->split, task, o->n, o->seed, vocabulary, with_msdm)};
                 if (s.items.size() < o->n)
                     std::cerr << "warning: " << d << ": only " << s.items.size() << " " << task << " items found\n";
                 for (const auto& gname : o->generators) total += runs_on(gname, task) ? s.items.size() : 0;
@@ -440,7 +435,7 @@ Runner add_eval_generation_command(CLI::App& app) {
 
         // ------------------------------------------------------------ chart, spectrograms, page
         std::string set_list;
-        for (const auto& d : o->data) set_list += (set_list.empty() ? "" : ", ") + set_name(d);
+        for (const auto& d : o->data) set_list += (set_list.empty() ? "" : ", ") + generation_set_name(d);
         componet::write_score_chart_svg(o->out + "/chart.svg", rows, "COCOLA score per generator (" + set_list + ", " + o->split + ")");
         std::map<std::tuple<std::string, std::string, size_t, std::string>, double> score_of;
         for (const auto& it : measured) score_of[{it.set, it.task, it.index, it.generator}] = it.m.cocola;
@@ -480,6 +475,11 @@ Runner add_eval_generation_command(CLI::App& app) {
         std::cout << md << o->out << "/table.md, table.json, distances.json, items.csv, items.jsonl, chart.svg, index.html, audio/, embeddings/\n";
         return 0;
     };
+}
+
+std::string generation_set_name(const std::string& dataset) {
+    const fs::path p(dataset);
+    return p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
 }
 
 }  // namespace cocola::cli

@@ -35,6 +35,9 @@ Runner add_eval_generation_command(CLI::App& app);
 // throws cocola::Error when there are none.
 std::string default_generator_path(const std::string& name, const std::string& flag = "-m");
 
+// A test set's name in generation tables: the last folder name of its dataset root or cache ("data/demo/" -> demo).
+std::string generation_set_name(const std::string& dataset);
+
 // The COCOLA model that guides CompoNet (--guide-model; empty `path`: the shipped models/cocola_mel_guide, and
 // `path` is set to it). Throws unless it reads the mel front-end, which the decoder's spectrogram is.
 std::unique_ptr<model::Model> load_guide_model(std::string& path);
